@@ -1,0 +1,1 @@
+"""Packed datasets: the HDF5 shard format and seeded split selection."""

@@ -1,0 +1,81 @@
+"""The run store: stable keys, atomic writes, and locks that make re-running a grid free.
+
+Layout under one store root (``runs/<experiment>``)::
+
+    pretrain/<method>-<key>/   checkpoint.pt (each epoch), <arm>.pt (final), pretrain.json (done)
+    cells/<method>-<arm>-lf<fraction>-s<seed>-<key>/results.json (done)
+
+Keys are hashes of the resolved configuration that determines the result (never timestamps),
+so a requeued or re-run job finds its own artifacts and a finished cell is skipped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def stable_key(obj: Any, length: int = 12) -> str:
+    """Hash of a JSON-serialisable object, independent of dict order."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` then rename ``tmp`` onto ``path``: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:  # data on disk before the rename makes it visible
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def torch_save(path: Path, obj: Any) -> None:
+    import torch  # lazily: the collector uses this module without torch
+
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: unreadable JSON ({err}); delete it to recompute") from err
+
+
+@contextlib.contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``directory`` (``.lock`` file, ``fcntl.flock``).
+
+    Two jobs that need the same pretraining serialise here: the first computes it, the second
+    waits and then finds it done. The lock is released when the holder exits or dies.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,57 @@
+"""Run store: stable keys, atomic writes, the pretraining lock."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from pathlib import Path
+
+import pytest
+
+from cass_hpc import store
+
+
+def test_stable_key_ignores_dict_order_and_sees_values() -> None:
+    assert store.stable_key({"a": 1, "b": [1, 2]}) == store.stable_key({"b": [1, 2], "a": 1})
+    assert store.stable_key({"a": 1}) != store.stable_key({"a": 2})
+
+
+def test_failed_atomic_write_leaves_neither_file_nor_temp(tmp_path: Path) -> None:
+    target = tmp_path / "results.json"
+
+    def explode(tmp: Path) -> None:
+        tmp.write_text("{partial")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        store.atomic_write(target, explode)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
+    target = tmp_path / "a.json"
+    store.write_json(target, {"x": 1})
+    store.write_json(target, {"x": 2})
+    assert store.read_json(target) == {"x": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def _hold_lock(directory: str, marker: str) -> None:
+    with store.exclusive(Path(directory)):
+        Path(marker).write_text("held")
+        time.sleep(1.0)
+
+
+def test_exclusive_lock_makes_a_second_holder_wait(tmp_path: Path) -> None:
+    marker = tmp_path / "held"
+    proc = mp.get_context("fork").Process(
+        target=_hold_lock, args=(str(tmp_path / "d"), str(marker))
+    )
+    proc.start()
+    while not marker.exists():
+        time.sleep(0.01)
+    t0 = time.perf_counter()
+    with store.exclusive(tmp_path / "d"):
+        waited = time.perf_counter() - t0
+    proc.join()
+    assert waited > 0.5
