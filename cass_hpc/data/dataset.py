@@ -1,0 +1,42 @@
+"""Torch datasets over packed shards (HDF5 opened lazily in each DataLoader worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from cass_hpc.data.shards import Manifest, ShardReader
+
+
+class ShardDataset(Dataset):
+    """One split of a packed dataset, optionally restricted to ``indices`` (a label fraction).
+
+    Items are ``(view, label)``: ``view`` is ``transform(uint8 HWC array)``. The reader opens
+    its HDF5 files on first access in the process that reads, so forked or spawned workers each
+    get their own handles.
+    """
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        split: str,
+        transform: Callable[[np.ndarray], torch.Tensor],
+        indices: Sequence[int] | np.ndarray | None = None,
+    ) -> None:
+        self.reader = ShardReader(manifest, split)
+        self.transform = transform
+        all_idx = np.arange(len(self.reader))
+        self.indices = all_idx if indices is None else np.asarray(indices, dtype=np.int64)
+        if len(self.indices) and (self.indices.min() < 0 or self.indices.max() >= len(all_idx)):
+            raise ValueError(f"indices out of range for split {split!r} of size {len(all_idx)}")
+        self.labels = self.reader.labels[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+        index = int(self.indices[item])
+        return self.transform(self.reader.image(index)), int(self.reader.labels[index])

@@ -1,0 +1,66 @@
+"""Fine-tuning loss: class-weighted focal loss (CASS §4.2, App. F.3; Lin et al. 2017)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CLASS_WEIGHT_SCHEMES = ("minmax", "frequency", "inverse", "none")
+
+
+def class_weights(counts: np.ndarray | list[int], scheme: str = "minmax") -> Tensor:
+    """Per-class weights for the focal loss from the training labels' class counts.
+
+    - ``minmax`` (default; the paper, App. F.3: "minimum-maximum normalised class distribution"):
+      ``(n_c - min) / (max - min)``; all ones when every class has the same count. Taken
+      literally this gives the rarest class weight 0: see README, "Decisions".
+    - ``frequency``: ``n_c / max`` (what the released notebooks did; majority class gets 1).
+    - ``inverse``: ``min / n_c`` (rarest class gets 1).
+    - ``none``: all ones.
+    """
+    n = np.asarray(counts, dtype=np.float64)
+    if n.ndim != 1 or len(n) == 0 or (n < 0).any():
+        raise ValueError(f"class counts must be a non-empty list of counts >= 0, got {counts}")
+    if scheme == "minmax":
+        span = n.max() - n.min()
+        w = np.ones_like(n) if span == 0 else (n - n.min()) / span
+    elif scheme == "frequency":
+        w = n / n.max()
+    elif scheme == "inverse":
+        if (n == 0).any():
+            raise ValueError(f"inverse class weights need every class present, got counts {counts}")
+        w = n.min() / n
+    elif scheme == "none":
+        w = np.ones_like(n)
+    else:
+        raise ValueError(
+            f"unknown class weight scheme {scheme!r}; choose from {CLASS_WEIGHT_SCHEMES}"
+        )
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    alpha: float = 1.0,
+    gamma: float = 2.0,
+    weight: Tensor | None = None,
+) -> Tensor:
+    """Multi-class focal loss, mean over the batch: ``alpha * w_y * (1 - p_y)^gamma * CE``.
+
+    Paper: alpha 1, gamma 2, class weights ``w`` from :func:`class_weights`.
+    """
+    if logits.ndim != 2 or targets.shape != logits.shape[:1]:
+        raise ValueError(
+            f"focal_loss needs (batch, classes) logits and (batch,) targets, got "
+            f"{tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
+    ce = F.cross_entropy(logits.float(), targets, reduction="none")
+    p_true = torch.exp(-ce)
+    loss = alpha * (1.0 - p_true).pow(gamma) * ce
+    if weight is not None:
+        loss = loss * weight.to(loss.device)[targets]
+    return loss.mean()
