@@ -1,0 +1,239 @@
+"""One grid cell: (shared) pretraining stage → fine-tuning of one arm → results.json.
+
+Plain typed arguments (no Hydra) so it runs and tests the same under any launcher. The
+pretraining of a (dataset, method, backbones, seed) is stored under its own key and shared by
+every label fraction and arm that needs it: the first job computes it under a lock, the others
+wait and reuse it. A cell whose results.json exists is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader, Dataset
+
+from cass_hpc import store
+from cass_hpc.data.dataset import ShardDataset
+from cass_hpc.data.shards import Manifest, read_manifest
+from cass_hpc.data.splits import label_fraction_indices
+from cass_hpc.data.transforms import eval_transform, paper_augmentation
+from cass_hpc.finetune import FinetuneConfig, finetune
+from cass_hpc.methods import PRETRAIN_METHODS
+from cass_hpc.models import ArmSpec, build_arm
+from cass_hpc.pretrain import PretrainConfig, pretrain
+
+log = logging.getLogger(__name__)
+RESULTS_SCHEMA = "cass-hpc-results/1"
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything that defines one grid cell (built from Hydra's config by ``run.py``)."""
+
+    experiment: str  # names the store: runs/<experiment>
+    store_root: Path
+    dataset_path: Path  # a packed dataset (python -m preprocess ...)
+    image_size: int  # input size of both nets
+    method: str  # cass | supervised
+    pretrain: PretrainConfig | None  # None: no pretraining stage (supervised)
+    arms: dict[str, ArmSpec]  # the backbone pair, by arm name (cnn, vit)
+    out_dim: int  # width of each net's head during pretraining (paper: 1000 logits)
+    arm: str  # which arm this cell fine-tunes
+    label_fraction: float  # of the training split's labels
+    seed: int
+    finetune: FinetuneConfig
+    device: str = "auto"  # auto | cpu | cuda
+    precision: str = (
+        "auto"  # auto (bf16 on Ampere+, fp16 on older GPUs, fp32 on CPU) | no | fp16 | bf16
+    )
+    threads: int | None = None  # torch CPU threads; None = torch's default
+    verify_shards: bool = True  # hash every shard against the manifest before use
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in ("auto", "no", "fp16", "bf16"):
+        raise ValueError(f"precision must be auto, no, fp16 or bf16, got {precision!r}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"
+
+
+def make_accelerator(spec: CellSpec) -> Accelerator:
+    if spec.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device must be auto, cpu or cuda, got {spec.device!r}")
+    use_cpu = spec.device == "cpu" or (spec.device == "auto" and not torch.cuda.is_available())
+    device = torch.device("cpu" if use_cpu else "cuda")
+    return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec.precision, device))
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, *, train: bool, seed: int, workers: int
+) -> DataLoader:
+    n = len(dataset)  # type: ignore[arg-type]
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train,
+        # a trailing batch of one breaks BatchNorm in training mode
+        drop_last=train and n > batch_size and n % batch_size == 1,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        generator=torch.Generator().manual_seed(seed),
+    )
+
+
+def dataset_identity(manifest: Manifest) -> dict[str, Any]:
+    """What identifies the data in a key: its content (shard checksums), not its path."""
+    return {"name": manifest.name, "shards": sorted(s.sha256 for s in manifest.shards)}
+
+
+def pretrain_key(spec: CellSpec, manifest: Manifest) -> str:
+    return store.stable_key(
+        {
+            "data": dataset_identity(manifest),
+            "image_size": spec.image_size,
+            "method": spec.method,
+            "pretrain": dataclasses.asdict(spec.pretrain) if spec.pretrain else None,
+            "arms": {a: dataclasses.asdict(s) for a, s in sorted(spec.arms.items())},
+            "out_dim": spec.out_dim,
+            "seed": spec.seed,
+            "precision": spec.precision,
+        }
+    )
+
+
+def cell_key(spec: CellSpec, manifest: Manifest) -> str:
+    return store.stable_key(
+        {
+            "pretrain": pretrain_key(spec, manifest) if spec.pretrain else None,
+            "data": dataset_identity(manifest),
+            "image_size": spec.image_size,
+            "method": spec.method,
+            "arm": spec.arm,
+            "arm_spec": dataclasses.asdict(spec.arms[spec.arm]),
+            "label_fraction": spec.label_fraction,
+            "seed": spec.seed,
+            "finetune": dataclasses.asdict(spec.finetune),
+            "precision": spec.precision,
+        }
+    )
+
+
+def cell_dir(spec: CellSpec, key: str) -> Path:
+    name = f"{spec.method}-{spec.arm}-lf{spec.label_fraction:g}-s{spec.seed}-{key}"
+    return spec.store_root / "cells" / name
+
+
+def run_pretraining(
+    spec: CellSpec, manifest: Manifest, accelerator: Accelerator
+) -> tuple[Path, dict]:
+    """Return the pretraining artifact dir (computing it once, under a lock) and its record."""
+    assert spec.pretrain is not None
+    key = pretrain_key(spec, manifest)
+    out_dir = spec.store_root / "pretrain" / f"{spec.method}-{key}"
+    done = out_dir / "pretrain.json"
+    with store.exclusive(out_dir):
+        if done.exists():
+            log.info("pretraining %s already done: reusing %s", key, out_dir)
+        else:
+            set_seed(spec.seed)
+            arms = {a: build_arm(s, num_classes=spec.out_dim) for a, s in spec.arms.items()}
+            method = PRETRAIN_METHODS[spec.method](arms)
+            data = ShardDataset(manifest, "train", paper_augmentation(spec.image_size))
+            loader = make_loader(
+                data,
+                spec.pretrain.batch_size,
+                train=True,
+                seed=spec.seed,
+                workers=spec.pretrain.num_workers,
+            )
+            log.info("pretraining %s (%s) on %d images -> %s", spec.method, key, len(data), out_dir)
+            pretrain(method, loader, spec.pretrain, out_dir, accelerator)
+    return out_dir, {"key": key, **store.read_json(done)}
+
+
+def run_cell(spec: CellSpec) -> dict[str, Any]:
+    """Run one cell end to end and return its results (also written to results.json)."""
+    if spec.arm not in spec.arms:
+        raise ValueError(f"arm {spec.arm!r} is not in the backbone pair {sorted(spec.arms)}")
+    if spec.method != "supervised" and spec.method not in PRETRAIN_METHODS:
+        raise ValueError(
+            f"unknown method {spec.method!r}; choose from {['supervised', *PRETRAIN_METHODS]}"
+        )
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    manifest = read_manifest(spec.dataset_path, verify=spec.verify_shards)
+    key = cell_key(spec, manifest)
+    results_path = cell_dir(spec, key) / "results.json"
+    if results_path.exists():
+        log.info("cell %s already done: %s", key, results_path)
+        return store.read_json(results_path)
+
+    accelerator = make_accelerator(spec)
+    pretrain_record = None
+    arm_spec = spec.arms[spec.arm]
+    if spec.pretrain is not None:
+        artifact_dir, pretrain_record = run_pretraining(spec, manifest, accelerator)
+        arm_spec = dataclasses.replace(arm_spec, pretrained=str(artifact_dir / f"{spec.arm}.pt"))
+
+    set_seed(spec.seed)
+    net = build_arm(arm_spec, num_classes=manifest.num_classes)
+    train_all = ShardDataset(manifest, "train", paper_augmentation(spec.image_size))
+    indices = label_fraction_indices(
+        train_all.labels, spec.label_fraction, spec.seed, manifest.num_classes
+    )
+    train = ShardDataset(manifest, "train", paper_augmentation(spec.image_size), indices)
+    val = ShardDataset(manifest, "val", eval_transform(spec.image_size))
+    test = ShardDataset(manifest, "test", eval_transform(spec.image_size))
+    cfg, workers = spec.finetune, spec.finetune.num_workers
+    log.info(
+        "fine-tuning %s/%s at label fraction %g: %d train, %d val, %d test images",
+        spec.method,
+        spec.arm,
+        spec.label_fraction,
+        len(train),
+        len(val),
+        len(test),
+    )
+    result = finetune(
+        net,
+        make_loader(train, cfg.batch_size, train=True, seed=spec.seed, workers=workers),
+        make_loader(val, cfg.batch_size, train=False, seed=spec.seed, workers=workers),
+        make_loader(test, cfg.batch_size, train=False, seed=spec.seed, workers=workers),
+        num_classes=manifest.num_classes,
+        train_labels=train.labels,
+        cfg=cfg,
+        accelerator=accelerator,
+    )
+    record = {
+        "schema": RESULTS_SCHEMA,
+        "key": key,
+        "experiment": spec.experiment,
+        "dataset": manifest.name,
+        "synthetic": manifest.synthetic,
+        "classes": list(manifest.classes),
+        "method": spec.method,
+        "arm": spec.arm,
+        "backbone": spec.arms[spec.arm].name,
+        "label_fraction": spec.label_fraction,
+        "seed": spec.seed,
+        "metrics": result.metrics,
+        "finetune": {k: v for k, v in dataclasses.asdict(result).items() if k != "metrics"},
+        "pretrain": pretrain_record,
+        "precision": accelerator.mixed_precision,
+        "device": str(accelerator.device),
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    store.write_json(results_path, record)
+    log.info("cell %s done: %s -> %s", key, result.metrics, results_path)
+    return record

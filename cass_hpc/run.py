@@ -1,0 +1,60 @@
+"""Hydra entry point: one job = one grid cell (see conf/config.yaml).
+
+    python -m cass_hpc.run                                  # one cell, defaults
+    python -m cass_hpc.run method=supervised arm=vit label_fraction=0.1
+    python -m cass_hpc.run -m experiment=demo               # the demo grid via submitit
+    python -m cass_hpc.run --help                           # every config group and key
+
+Hydra lives here only; the work is `cass_hpc.cell.run_cell`, which takes plain dataclasses.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.utils import to_absolute_path
+from omegaconf import DictConfig, OmegaConf
+
+from cass_hpc.cell import CellSpec, run_cell
+from cass_hpc.finetune import FinetuneConfig
+from cass_hpc.models import ArmSpec
+from cass_hpc.pretrain import PretrainConfig
+
+log = logging.getLogger("cass_hpc")
+
+
+def spec_from_config(cfg: DictConfig) -> CellSpec:
+    """Turn the resolved Hydra config into the plain, typed cell description."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    assert isinstance(c, dict)
+    model = c["model"]
+    return CellSpec(
+        experiment=c["experiment_name"],
+        store_root=Path(to_absolute_path(c["runs_dir"])) / c["experiment_name"],
+        dataset_path=Path(to_absolute_path(c["dataset"]["path"])),
+        image_size=int(c["image_size"]),
+        method=c["method"]["name"],
+        pretrain=PretrainConfig(**c["pretrain"]) if c["method"]["pretrains"] else None,
+        arms={a: ArmSpec(**model[a]) for a in ("cnn", "vit")},
+        out_dim=int(model["out_dim"]),
+        arm=c["arm"],
+        label_fraction=float(c["label_fraction"]),
+        seed=int(c["seed"]),
+        finetune=FinetuneConfig(**c["finetune"]),
+        device=c["device"],
+        precision=c["precision"],
+        threads=c["threads"],
+        verify_shards=bool(c["dataset"]["verify"]),
+    )
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def main(cfg: DictConfig) -> float:
+    record = run_cell(spec_from_config(cfg))
+    return float(record["metrics"]["macro_f1"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,285 @@
+"""Tests for the collector: results.json trees → the paper's tables (cass_hpc.tables, .collect)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from cass_hpc import tables
+from cass_hpc.collect import main
+
+CNN = "CASS · CNN (resnet18)"
+VIT = "CASS · ViT (vit_tiny_patch16_224)"
+BACKBONES = {"cnn": "resnet18", "vit": "vit_tiny_patch16_224"}
+
+
+def result(
+    key: str,
+    *,
+    method: str = "cass",
+    arm: str = "cnn",
+    label_fraction: float = 0.1,
+    seed: int = 0,
+    macro_f1: float = 0.8,
+    created: str = "2026-11-21T22:10:00Z",
+    pretrain: dict[str, object] | None = None,
+    dataset: str = "demo-synthetic",
+) -> dict[str, object]:
+    """A valid results.json record (schema cass-hpc-results/1) with the given numbers."""
+    return {
+        "schema": "cass-hpc-results/1",
+        "key": key,
+        "experiment": "demo",
+        "dataset": dataset,
+        "method": method,
+        "arm": arm,
+        "backbone": BACKBONES[arm],
+        "label_fraction": label_fraction,
+        "seed": seed,
+        "metrics": {"macro_f1": macro_f1, "micro_f1": 0.5, "balanced_accuracy": 0.6, "loss": 0.3},
+        "finetune": {"wall_s": 1.0, "epochs_run": 2, "n_train": 4, "history": []},
+        "pretrain": pretrain,
+        "precision": "fp32",
+        "device": "cpu",
+        "created": created,
+    }
+
+
+def pretrain(key: str, wall_s: float, method: str = "cass", images_per_s: float = 100.0) -> dict:
+    """The pretrain block of a record."""
+    return {"key": key, "method": method, "wall_s": wall_s, "epochs": 1,
+            "images_per_s": images_per_s, "loss": [1.0], "spread": {}}  # fmt: skip
+
+
+def write_tree(root: Path, records: list[dict[str, object]]) -> None:
+    """One results.json per record, each in its own nested folder as the grid writes them."""
+    for index, record in enumerate(records):
+        folder = root / "store" / f"cell-{index:03d}" / "finetune"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(record), encoding="utf-8")
+
+
+def frame_of(records: list[dict[str, object]]) -> pd.DataFrame:
+    """Records parsed and deduplicated, as the collector does."""
+    frame, _ = tables.deduplicate(tables.records_frame(tables.parse_record(r) for r in records))
+    return frame
+
+
+def two_seed_records() -> list[dict[str, object]]:
+    """CASS CNN at 10 % with seeds giving 0.8 and 0.9; CNN 100 % and ViT 10 % with one seed."""
+    return [
+        result("a0", seed=0, macro_f1=0.8),
+        result("a1", seed=1, macro_f1=0.9),
+        result("b0", label_fraction=1.0, seed=0, macro_f1=0.95),
+        result("c0", arm="vit", seed=0, macro_f1=0.7),
+    ]
+
+
+def test_cell_is_mean_and_sample_std_over_seeds_with_count() -> None:
+    table = tables.results_table(tables.aggregate(frame_of(two_seed_records())), "macro_f1")
+    assert list(table.columns) == ["10%", "100%"]
+    assert list(table.index) == [CNN, VIT]
+    assert table.loc[CNN, "10%"] == "0.8500 ± 0.0707 (n=2)"
+
+
+def test_variance_option_reports_variance() -> None:
+    summary = tables.aggregate(frame_of(two_seed_records()))
+    table = tables.results_table(summary, "macro_f1", spread="var")
+    assert table.loc[CNN, "10%"] == "0.8500 ± 0.0050 (n=2)"
+
+
+def test_single_seed_shows_no_spread_and_missing_cell_shows_dash() -> None:
+    table = tables.results_table(tables.aggregate(frame_of(two_seed_records())), "macro_f1")
+    assert table.loc[CNN, "100%"] == "0.9500 (n=1)"
+    assert table.loc[VIT, "100%"] == "—"
+
+
+def test_rows_follow_paper_order_cnn_then_vit_each_dino_cass_supervised() -> None:
+    records = [
+        result(f"{method}{arm}", method=method, arm=arm)
+        for arm in ("vit", "cnn")
+        for method in ("supervised", "cass", "dino")
+    ]
+    table = tables.results_table(tables.aggregate(frame_of(records)), "macro_f1")
+    assert list(table.index) == [
+        "DINO · CNN (resnet18)", "CASS · CNN (resnet18)", "Supervised · CNN (resnet18)",
+        "DINO · ViT (vit_tiny_patch16_224)", "CASS · ViT (vit_tiny_patch16_224)",
+        "Supervised · ViT (vit_tiny_patch16_224)",
+    ]  # fmt: skip
+
+
+def test_fraction_columns_sorted_ascending_in_percent() -> None:
+    records = [result(f"k{f}", label_fraction=f) for f in (1.0, 0.01, 0.1)]
+    table = tables.results_table(tables.aggregate(frame_of(records)), "macro_f1")
+    assert list(table.columns) == ["1%", "10%", "100%"]
+
+
+def test_duplicate_key_counted_once_newest_wins() -> None:
+    records = [
+        result("a0", macro_f1=0.1, created="2026-11-21T10:00:00Z"),
+        result("a0", macro_f1=0.8, created="2026-11-21T12:00:00Z"),
+        result("a0", macro_f1=0.2, created="2026-11-21T11:00:00Z"),
+    ]
+    frame, notes = tables.deduplicate(tables.records_frame(map(tables.parse_record, records)))
+    assert len(frame) == 1
+    assert "2 duplicate" in notes[0]
+    table = tables.results_table(tables.aggregate(frame), "macro_f1")
+    assert table.loc[CNN, "10%"] == "0.8000 (n=1)"
+
+
+def test_two_keys_for_one_cell_and_seed_count_as_one_seed_with_a_note() -> None:
+    records = [
+        result("old", macro_f1=0.1, created="2026-11-21T10:00:00Z"),
+        result("new", macro_f1=0.8, created="2026-11-21T12:00:00Z"),
+    ]
+    frame, notes = tables.deduplicate(tables.records_frame(map(tables.parse_record, records)))
+    assert list(frame["key"]) == ["new"]
+    assert "old, new" in notes[0] and "kept the newest (new)" in notes[0]
+
+
+def test_coverage_counts_present_of_expected_cells() -> None:
+    # methods {cass} × arms {cnn, vit} × fractions {0.1, 1.0} × seeds {0, 1} = 8; 4 present.
+    assert tables.coverage(frame_of(two_seed_records())) == (4, 8)
+
+
+def test_pretrain_time_sums_distinct_keys_per_seed_and_counts_shared_key_once() -> None:
+    shared = pretrain("cass-s0", 60.0)
+    records = [
+        result("c1", arm="cnn", pretrain=shared),
+        result("c2", arm="vit", pretrain=shared),
+        result("c3", arm="cnn", label_fraction=1.0, pretrain=shared),
+        result("d1", method="dino", arm="cnn", pretrain=pretrain("dino-cnn", 100.0, "dino")),
+        result("d2", method="dino", arm="vit", pretrain=pretrain("dino-vit", 50.0, "dino")),
+        result("s1", method="supervised"),
+    ]
+    per_seed = tables.pretrain_per_seed(frame_of(records)).set_index("method")
+    assert per_seed.loc["dino", "wall_s"] == 150.0 and per_seed.loc["dino", "runs"] == 2
+    assert per_seed.loc["cass", "wall_s"] == 60.0 and per_seed.loc["cass", "runs"] == 1
+    assert "supervised" not in per_seed.index
+    table = tables.pretrain_table(tables.pretrain_summary(frame_of(records)))
+    assert list(table.index) == ["DINO", "CASS"]
+    assert table.loc["DINO", "Pretraining time (mean ± std)"] == "2 min 30 s"
+    assert table.loc["CASS", "Seconds"] == "60.0"
+
+
+def test_pretrain_time_mean_and_std_over_seeds() -> None:
+    records = [
+        result(f"c{seed}", seed=seed, pretrain=pretrain(f"p{seed}", wall_s, images_per_s=speed))
+        for seed, wall_s, speed in ((0, 60.0, 100.0), (1, 70.0, 120.0))
+    ]
+    row = tables.pretrain_table(tables.pretrain_summary(frame_of(records))).loc["CASS"]
+    assert row["Pretraining time (mean ± std)"] == "1 min 05 s ± 7.1 s"
+    assert row["Seconds"] == "65.0 ± 7.1"
+    assert row["Images/s"] == "110.0"
+    assert row["Seeds"] == "n=2"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(12.34, "12.3 s"), (65.0, "1 min 05 s"), (4380.0, "1 h 13 min"), (float("nan"), "—")],
+)
+def test_format_duration_reads_like_paper_table_1(seconds: float, text: str) -> None:
+    assert tables.format_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        ([], "expected an object"),
+        ({"schema": "cass-hpc-results/1"}, "missing required key(s): key, experiment"),
+        ({**result("x"), "schema": "other/2"}, "schema 'other/2'"),
+        ({**result("x"), "label_fraction": 0}, "'label_fraction'"),
+        ({**result("x"), "metrics": {"macro_f1": "high"}}, "metric 'macro_f1'"),
+        ({**result("x"), "created": "yesterday"}, "'created'"),
+        ({**result("x"), "pretrain": {"key": "p"}}, "'pretrain.wall_s'"),
+    ],
+)
+def test_parse_record_names_the_problem(raw: object, problem: str) -> None:
+    with pytest.raises(tables.RecordError) as caught:
+        tables.parse_record(raw)
+    assert problem in str(caught.value)
+
+
+def test_cli_writes_files_with_the_numbers(tmp_path: Path) -> None:
+    write_tree(tmp_path, two_seed_records())
+    assert main([str(tmp_path), "--spread", "var"]) == 0
+    summary = tmp_path / "summary"
+    markdown = (summary / "results.md").read_text(encoding="utf-8")
+    assert "demo-synthetic" in markdown and "macro_f1" in markdown
+    assert "| CASS · CNN (resnet18) | 0.8500 ± 0.0050 (n=2) | 0.9500 (n=1) |" in markdown
+    assert "4 of 8 cells present" in markdown
+    csv = pd.read_csv(summary / "results.csv")
+    assert list(csv.columns) == list(tables.SUMMARY_COLUMNS)
+    row = csv.query("metric == 'macro_f1' and arm == 'cnn' and label_fraction == 0.1")
+    assert row["mean"].item() == pytest.approx(0.85) and row["n"].item() == 2
+    assert row["var"].item() == pytest.approx(0.005)
+    assert (summary / "pretrain_time.md").exists() and (summary / "pretrain_time.csv").exists()
+    assert not list(summary.glob("*.tmp"))
+
+
+def test_cli_pretrain_files_hold_the_times(tmp_path: Path) -> None:
+    write_tree(tmp_path, [result("c", pretrain=pretrain("p", 65.0))])
+    out = tmp_path / "elsewhere"
+    assert main([str(tmp_path), "--out", str(out)]) == 0
+    markdown = (out / "pretrain_time.md").read_text(encoding="utf-8")
+    assert "| CASS | 1 min 05 s | 65.0 | 1 | 100.0 | n=1 |" in markdown
+    assert pd.read_csv(out / "pretrain_time.csv")["wall_s_mean"].item() == 65.0
+
+
+def test_cli_warns_about_corrupt_json_by_path_and_skips_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_tree(tmp_path, two_seed_records())
+    broken = tmp_path / "store" / "broken" / "results.json"
+    broken.parent.mkdir(parents=True)
+    broken.write_text('{"schema": "cass-hpc-results/1", "key": ', encoding="utf-8")
+    incomplete = tmp_path / "store" / "incomplete" / "results.json"
+    incomplete.parent.mkdir(parents=True)
+    incomplete.write_text(json.dumps({"schema": "cass-hpc-results/1", "key": "z"}))
+    assert main([str(tmp_path)]) == 0
+    errors = capsys.readouterr().err.splitlines()
+    assert any(str(broken) in line and "not valid JSON" in line for line in errors)
+    assert any(str(incomplete) in line and "missing required key(s)" in line for line in errors)
+    assert "0.8500 ± 0.0707 (n=2)" in (tmp_path / "summary" / "results.md").read_text()
+
+
+@pytest.mark.parametrize("make", ["empty", "missing", "only-corrupt"])
+def test_cli_exits_2_with_one_line_error_on_unusable_rundir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make: str
+) -> None:
+    rundir = tmp_path / "runs"
+    if make != "missing":
+        rundir.mkdir()
+    if make == "only-corrupt":
+        (rundir / "results.json").write_text("not json", encoding="utf-8")
+    assert main([str(rundir)]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    error_lines = [line for line in errors if line.startswith("error")]
+    assert len(error_lines) == 1 and str(rundir) in error_lines[0]
+    assert not (rundir / "summary").exists()
+
+
+def test_cli_unknown_metric_exits_2_listing_available(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_tree(tmp_path, two_seed_records())
+    assert main([str(tmp_path), "--metric", "auroc"]) == 2
+    assert "balanced_accuracy, loss, macro_f1, micro_f1" in capsys.readouterr().err
+
+
+def test_cli_one_table_per_dataset(tmp_path: Path) -> None:
+    write_tree(tmp_path, [result("a", dataset="isic2019"), result("b", dataset="dermofit")])
+    assert main([str(tmp_path), "--metric", "balanced_accuracy"]) == 0
+    markdown = (tmp_path / "summary" / "results.md").read_text()
+    assert markdown.index("## dermofit") < markdown.index("## isic2019")
+    assert markdown.count("0.6000 (n=1)") == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "text"), [(0.005, "0.0050"), (3.9e-05, "3.9e-05"), (1e-33, "0.0000"), (0.0, "0.0000")]
+)
+def test_format_value_keeps_paper_sized_variances_visible(value: float, text: str) -> None:
+    assert tables.format_value(value) == text
