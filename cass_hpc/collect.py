@@ -144,6 +144,8 @@ def collect(
         table = tables.results_table(rows, metric=metric, spread=spread)
         present, expected = tables.coverage(part)
         title = f"{dataset} — test {metric}, mean ± {spread_name} (experiment {experiment})"
+        if part["synthetic"].any():
+            title += " — SYNTHETIC data"
         console.print(_rich_table(table, title))
         console.print(f"{present} of {expected} cells present", markup=False)
         coverage_line = f"{present} of {expected} cells present"

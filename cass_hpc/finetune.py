@@ -114,10 +114,12 @@ def finetune(
                 weight=weight,
             )
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning loss is {float(loss)} at epoch {epoch}")
+                raise FloatingPointError(
+                    f"fine-tuning loss is {float(loss.detach())} at epoch {epoch}"
+                )
             accelerator.backward(loss)
             optimizer.step()
-            total, steps = total + float(loss), steps + 1
+            total, steps = total + float(loss.detach()), steps + 1
         scheduler.step()
         val_metrics = evaluate(arm, val, num_classes, weight, cfg, accelerator)
         history.append(

@@ -130,13 +130,13 @@ def pretrain(
                 out = method.training_step(images)
             if not torch.isfinite(out.loss):
                 raise NonFiniteLossError(
-                    f"pretraining loss is {float(out.loss)} at epoch {epoch}, step {step}; "
+                    f"pretraining loss is {float(out.loss.detach())} at epoch {epoch}, step {step}; "
                     f"last good checkpoint: {ckpt_path if ckpt_path.exists() else 'none yet'}"
                 )
             accelerator.backward(out.loss)
             for opt in optimizers.values():
                 opt.step()
-            total += float(out.loss)
+            total += float(out.loss.detach())
             steps += 1
             result.images += images.shape[0]
             for a, emb in out.embeddings.items():

@@ -14,8 +14,10 @@ import logging
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import to_absolute_path
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from cass_hpc.cell import CellSpec, run_cell
 from cass_hpc.finetune import FinetuneConfig
@@ -27,7 +29,7 @@ log = logging.getLogger("cass_hpc")
 
 def spec_from_config(cfg: DictConfig) -> CellSpec:
     """Turn the resolved Hydra config into the plain, typed cell description."""
-    c = OmegaConf.to_container(cfg, resolve=True)
+    c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert isinstance(c, dict)
     model = c["model"]
     return CellSpec(
@@ -52,7 +54,13 @@ def spec_from_config(cfg: DictConfig) -> CellSpec:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
-    record = run_cell(spec_from_config(cfg))
+    try:
+        record = run_cell(spec_from_config(cfg))
+    except (ValueError, MissingMandatoryValue) as err:
+        log.error("error: %s", err)
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # the launcher records the cell as failed, with this message in its log
+        raise SystemExit(2) from None  # one line for a user at a terminal, no traceback
     return float(record["metrics"]["macro_f1"])
 
 

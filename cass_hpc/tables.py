@@ -34,7 +34,8 @@ CELL_COLUMNS = (*TABLE_COLUMNS, *ROW_COLUMNS, "label_fraction")
 SUMMARY_COLUMNS = (*CELL_COLUMNS, "metric", "mean", "std", "var", "n")
 PRETRAIN_COLUMNS = (
     "experiment", "dataset", "method", "seeds", "runs_per_seed_min", "runs_per_seed_max",
-    "wall_s_mean", "wall_s_std", "images_per_s_mean",
+    "wall_s_mean", "wall_s_std", "images_per_s_mean", "final_loss_mean",
+    "final_spread_cnn_mean", "final_spread_vit_mean",
 )  # fmt: skip
 SPREADS = ("std", "var")
 MISSING = "—"
@@ -102,16 +103,27 @@ def parse_record(raw: object) -> dict[str, object]:
         if value is not None and not _is_number(value):
             raise RecordError(f"metric {name!r} must be a number or null, got {value!r}")
         record[METRIC_PREFIX + name] = math.nan if value is None else float(value)
+    record["synthetic"] = bool(raw.get("synthetic", False))
     record.update(_parse_pretrain(raw.get("pretrain"), str(record["method"])))
     return record
+
+
+def _last(values: object) -> float | None:
+    """The final entry of a per-epoch list of numbers, if there is one."""
+    if isinstance(values, list) and values and _is_number(values[-1]):
+        return float(values[-1])
+    return None
 
 
 def _parse_pretrain(pretrain: object, method: str) -> dict[str, object]:
     """The pretraining fields of a record; all ``None`` for a cell without pretraining."""
     if pretrain is None:
         return dict.fromkeys(
-            ("pretrain_key", "pretrain_method", "pretrain_wall_s", "pretrain_images_per_s")
-        )
+            (
+                "pretrain_key", "pretrain_method", "pretrain_wall_s", "pretrain_images_per_s",
+                "pretrain_final_loss", "pretrain_final_spread_cnn", "pretrain_final_spread_vit",
+            )
+        )  # fmt: skip
     if not isinstance(pretrain, dict):
         raise RecordError(f"'pretrain' must be an object or null, got {type(pretrain).__name__}")
     key, wall_s = pretrain.get("key"), pretrain.get("wall_s")
@@ -123,7 +135,12 @@ def _parse_pretrain(pretrain: object, method: str) -> dict[str, object]:
     if images_per_s is not None and not _is_number(images_per_s):
         raise RecordError(f"'pretrain.images_per_s' must be a number, got {images_per_s!r}")
     pretrain_method = pretrain.get("method")
+    spread = pretrain.get("spread") if isinstance(pretrain.get("spread"), dict) else {}
     return {
+        # collapse diagnostics: the last epoch's loss and each net's output spread (0 = collapsed)
+        "pretrain_final_loss": _last(pretrain.get("loss")),
+        "pretrain_final_spread_cnn": _last(spread.get("cnn")),
+        "pretrain_final_spread_vit": _last(spread.get("vit")),
         "pretrain_key": key,
         "pretrain_method": str(pretrain_method).lower() if pretrain_method else method,
         "pretrain_wall_s": float(wall_s),
@@ -313,8 +330,11 @@ def pretrain_summary(frame: pd.DataFrame) -> pd.DataFrame:
         wall_s_mean=("wall_s", "mean"),
         wall_s_std=("wall_s", "std"),
     )
-    speed = _pretrain_runs(frame).groupby(keys)["pretrain_images_per_s"].mean()
-    summary["images_per_s_mean"] = speed
+    runs = _pretrain_runs(frame).groupby(keys)
+    summary["images_per_s_mean"] = runs["pretrain_images_per_s"].mean()
+    summary["final_loss_mean"] = runs["pretrain_final_loss"].mean()
+    summary["final_spread_cnn_mean"] = runs["pretrain_final_spread_cnn"].mean()
+    summary["final_spread_vit_mean"] = runs["pretrain_final_spread_vit"].mean()
     return _order(summary.reset_index()).reset_index(drop=True)[list(PRETRAIN_COLUMNS)]
 
 
@@ -328,6 +348,10 @@ def format_duration(seconds: float) -> str:
     if total < 3600:
         return f"{total // 60} min {total % 60:02d} s"
     return f"{total // 3600} h {total % 3600 // 60:02d} min"
+
+
+def _number(value: object) -> str:
+    return MISSING if value is None or pd.isna(value) else f"{float(value):.4g}"
 
 
 def pretrain_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -345,6 +369,10 @@ def pretrain_table(summary: pd.DataFrame) -> pd.DataFrame:
             "Runs per seed": str(low) if low == high else f"{low}–{high}",
             "Images/s": MISSING if pd.isna(speed) else f"{speed:.1f}",
             "Seeds": f"n={item.seeds}",
+            "Final loss": _number(item.final_loss_mean),
+            "Final spread CNN / ViT": (
+                f"{_number(item.final_spread_cnn_mean)} / {_number(item.final_spread_vit_mean)}"
+            ),
         }
     table = pd.DataFrame.from_dict(rows, orient="index", dtype=object)
     table.index.name = "Method"

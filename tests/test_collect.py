@@ -283,3 +283,22 @@ def test_cli_one_table_per_dataset(tmp_path: Path) -> None:
 )
 def test_format_value_keeps_paper_sized_variances_visible(value: float, text: str) -> None:
     assert tables.format_value(value) == text
+
+
+def test_pretrain_table_shows_final_loss_and_each_nets_spread_to_reveal_collapse() -> None:
+    records = []
+    for seed, loss, vit_spread in ((0, 0.002, 0.04), (1, 0.004, 0.06)):
+        block = pretrain(f"p{seed}", 60.0) | {
+            "loss": [0.3, loss],
+            "spread": {"cnn": [5.0, 1.0], "vit": [2.0, vit_spread]},
+        }
+        records.append(result(f"c{seed}", seed=seed, pretrain=block))
+    row = tables.pretrain_table(tables.pretrain_summary(frame_of(records))).loc["CASS"]
+    assert row["Final loss"] == "0.003"
+    assert row["Final spread CNN / ViT"] == "1 / 0.05"
+
+
+def test_synthetic_results_are_marked_in_the_title(tmp_path: Path) -> None:
+    write_tree(tmp_path, [result("c") | {"synthetic": True}])
+    assert main([str(tmp_path)]) == 0
+    assert "SYNTHETIC" in (tmp_path / "summary" / "results.md").read_text()

@@ -1,0 +1,41 @@
+"""The Hydra configs compose into the typed cell description (configs mirror the code)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from cass_hpc.models import build_arm
+from cass_hpc.run import spec_from_config
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+
+
+def compose_spec(*overrides: str):  # type: ignore[no-untyped-def]
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        return spec_from_config(compose("config", overrides=list(overrides)))
+
+
+def test_defaults_are_the_papers_protocol_on_the_demo_pair() -> None:
+    spec = compose_spec()
+    assert spec.method == "cass" and spec.pretrain is not None
+    assert (spec.pretrain.lr, spec.pretrain.t_max, spec.pretrain.eta_min) == (1e-3, 16, 1e-6)
+    assert (spec.pretrain.batch_size, spec.pretrain.epochs, spec.pretrain.swa) == (16, 100, True)
+    assert (spec.finetune.lr, spec.finetune.max_epochs, spec.finetune.patience) == (3e-4, 50, 5)
+    assert (spec.finetune.focal_alpha, spec.finetune.focal_gamma) == (1.0, 2.0)
+    assert spec.arms["vit"].kwargs == {"img_size": spec.image_size}
+
+
+def test_supervised_has_no_pretraining_stage() -> None:
+    assert compose_spec("method=supervised").pretrain is None
+
+
+def test_paper_pair_is_one_switch_away_and_builds_for_384_px() -> None:
+    spec = compose_spec("model=paper_pair")
+    assert spec.image_size == 384
+    assert (spec.arms["cnn"].name, spec.arms["vit"].name) == ("resnet50", "vit_base_patch16_384")
+    vit = build_arm(spec.arms["vit"], num_classes=spec.out_dim)
+    with torch.no_grad():
+        assert vit(torch.rand(1, 3, 384, 384)).shape == (1, 1000)
