@@ -129,8 +129,9 @@ def pretrain(
             with accelerator.autocast():
                 out = method.training_step(images)
             if not torch.isfinite(out.loss):
+                value = float(out.loss.detach())
                 raise NonFiniteLossError(
-                    f"pretraining loss is {float(out.loss.detach())} at epoch {epoch}, step {step}; "
+                    f"pretraining loss is {value} at epoch {epoch}, step {step}; "
                     f"last good checkpoint: {ckpt_path if ckpt_path.exists() else 'none yet'}"
                 )
             accelerator.backward(out.loss)
