@@ -27,7 +27,8 @@ demo: install  ## pack the synthetic demo set, run the CASS vs supervised grid o
 	$(PY) -m cass_hpc.collect $(RUNS)/demo; \
 	echo "demo finished in $$(( $$(date +%s) - start )) s (after installation); data were SYNTHETIC shapes"
 
-test: install  ## run the default test suite (< 10 min on 2 cores)
+test: install  ## lint, then run the default test suite (< 10 min on 2 cores)
+	$(PY) -m ruff check cass_hpc preprocess tests
 	$(PY) -m pytest
 
 test-slow: install  ## run the slow tests only

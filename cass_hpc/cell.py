@@ -42,8 +42,9 @@ class CellSpec:
     store_root: Path
     dataset_path: Path  # a packed dataset (python -m preprocess ...)
     image_size: int  # input size of both nets
-    method: str  # cass | supervised
+    method: str  # cass | dino | supervised
     pretrain: PretrainConfig | None  # None: no pretraining stage (supervised)
+    method_params: dict[str, Any]  # the method's own settings (CASSConfig, DINOConfig)
     arms: dict[str, ArmSpec]  # the backbone pair, by arm name (cnn, vit)
     out_dim: int  # width of each net's head during pretraining (paper: 1000 logits)
     arm: str  # which arm this cell fine-tunes
@@ -97,14 +98,22 @@ def dataset_identity(manifest: Manifest) -> dict[str, Any]:
     return {"name": manifest.name, "shards": sorted(s.sha256 for s in manifest.shards)}
 
 
+def pretrained_arms(spec: CellSpec) -> dict[str, ArmSpec]:
+    """The backbones one pretraining run trains: the pair (CASS) or this cell's arm (DINO)."""
+    if PRETRAIN_METHODS[spec.method].per_arm:
+        return {spec.arm: spec.arms[spec.arm]}
+    return dict(spec.arms)
+
+
 def pretrain_key(spec: CellSpec, manifest: Manifest) -> str:
     return store.stable_key(
         {
             "data": dataset_identity(manifest),
             "image_size": spec.image_size,
             "method": spec.method,
+            "method_params": spec.method_params,
             "pretrain": dataclasses.asdict(spec.pretrain) if spec.pretrain else None,
-            "arms": {a: dataclasses.asdict(s) for a, s in sorted(spec.arms.items())},
+            "arms": {a: dataclasses.asdict(s) for a, s in sorted(pretrained_arms(spec).items())},
             "out_dim": spec.out_dim,
             "seed": spec.seed,
             "precision": spec.precision,
@@ -140,16 +149,16 @@ def run_pretraining(
     """Return the pretraining artifact dir (computing it once, under a lock) and its record."""
     assert spec.pretrain is not None
     key = pretrain_key(spec, manifest)
-    out_dir = spec.store_root / "pretrain" / f"{spec.method}-{key}"
+    arms = pretrained_arms(spec)
+    out_dir = spec.store_root / "pretrain" / f"{spec.method}-{'-'.join(sorted(arms))}-{key}"
     done = out_dir / "pretrain.json"
     with store.exclusive(out_dir):
         if done.exists():
             log.info("pretraining %s already done: reusing %s", key, out_dir)
         else:
             set_seed(spec.seed)
-            arms = {a: build_arm(s, num_classes=spec.out_dim) for a, s in spec.arms.items()}
-            method = PRETRAIN_METHODS[spec.method](arms)
-            data = ShardDataset(manifest, "train", paper_augmentation(spec.image_size))
+            method = PRETRAIN_METHODS[spec.method].build(arms, spec.out_dim, spec.method_params)
+            data = ShardDataset(manifest, "train", method.train_transform(spec.image_size))
             loader = make_loader(
                 data,
                 spec.pretrain.batch_size,
@@ -159,7 +168,7 @@ def run_pretraining(
             )
             log.info("pretraining %s (%s) on %d images -> %s", spec.method, key, len(data), out_dir)
             pretrain(method, loader, spec.pretrain, out_dir, accelerator)
-    return out_dir, {"key": key, **store.read_json(done)}
+    return out_dir, {"key": key, "arms": sorted(arms), **store.read_json(done)}
 
 
 def run_cell(spec: CellSpec) -> dict[str, Any]:
@@ -192,6 +201,10 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
     indices = label_fraction_indices(
         train_all.labels, spec.label_fraction, spec.seed, manifest.num_classes
     )
+    if pretrain_record and pretrain_record.get("collapse_warnings"):
+        log.warning(
+            "fine-tuning from a collapsed pretraining: %s", pretrain_record["collapse_warnings"]
+        )
     train = ShardDataset(manifest, "train", paper_augmentation(spec.image_size), indices)
     val = ShardDataset(manifest, "val", eval_transform(spec.image_size))
     test = ShardDataset(manifest, "test", eval_transform(spec.image_size))
@@ -222,6 +235,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         "dataset": manifest.name,
         "synthetic": manifest.synthetic,
         "classes": list(manifest.classes),
+        "multilabel": manifest.multilabel,
         "method": spec.method,
         "arm": spec.arm,
         "backbone": spec.arms[spec.arm].name,
@@ -230,6 +244,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         "metrics": result.metrics,
         "finetune": {k: v for k, v in dataclasses.asdict(result).items() if k != "metrics"},
         "pretrain": pretrain_record,
+        "warnings": list(pretrain_record.get("collapse_warnings", [])) if pretrain_record else [],
         "precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

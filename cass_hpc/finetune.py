@@ -19,7 +19,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from cass_hpc.losses import class_weights, focal_loss
+from cass_hpc.losses import class_weights, focal_loss, sigmoid_focal_loss
 from cass_hpc.metrics import classification_metrics
 from cass_hpc.models import Arm
 
@@ -38,6 +38,7 @@ class FinetuneConfig:
     focal_gamma: float = 2.0
     class_weights: str = "minmax"  # minmax (paper) | frequency (notebooks) | inverse | none
     num_workers: int = 0
+    threshold: float = 0.5  # multi-label: a label is predicted when its sigmoid exceeds this
 
 
 @dataclass
@@ -52,14 +53,45 @@ class FinetuneResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Objective:
+    """The loss and metrics of one task: single-label (softmax focal loss) or multi-label
+    (per-label sigmoid focal loss, metrics at ``cfg.threshold``)."""
+
+    num_classes: int
+    multilabel: bool
+    weight: torch.Tensor  # per-class focal-loss weights
+    cfg: FinetuneConfig
+
+    @classmethod
+    def for_labels(
+        cls, train_labels: np.ndarray, num_classes: int, cfg: FinetuneConfig
+    ) -> Objective:
+        multilabel = train_labels.ndim == 2
+        counts = (
+            train_labels.sum(axis=0)
+            if multilabel
+            else np.bincount(train_labels, minlength=num_classes)
+        )
+        return cls(num_classes, multilabel, class_weights(counts, cfg.class_weights), cfg)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        focal = sigmoid_focal_loss if self.multilabel else focal_loss
+        return focal(
+            logits, targets, alpha=self.cfg.focal_alpha, gamma=self.cfg.focal_gamma,
+            weight=self.weight,
+        )  # fmt: skip
+
+    def metrics(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+        return classification_metrics(
+            logits, targets, self.num_classes, multilabel=self.multilabel,
+            threshold=self.cfg.threshold,
+        )  # fmt: skip
+
+
 @torch.no_grad()
 def evaluate(
-    arm: Arm,
-    loader: DataLoader,
-    num_classes: int,
-    weight: torch.Tensor,
-    cfg: FinetuneConfig,
-    accelerator: Accelerator,
+    arm: Arm, loader: DataLoader, objective: Objective, accelerator: Accelerator
 ) -> dict[str, float]:
     """Loss (same focal loss as training) and metrics over a whole split."""
     arm.eval()
@@ -69,10 +101,8 @@ def evaluate(
             logits.append(arm(images.to(accelerator.device)).float().cpu())
         targets.append(labels)
     all_logits, all_targets = torch.cat(logits), torch.cat(targets)
-    loss = focal_loss(
-        all_logits, all_targets, alpha=cfg.focal_alpha, gamma=cfg.focal_gamma, weight=weight
-    )
-    return {"loss": float(loss), **classification_metrics(all_logits, all_targets, num_classes)}
+    loss = objective.loss(all_logits, all_targets)
+    return {"loss": float(loss), **objective.metrics(all_logits, all_targets)}
 
 
 def finetune(
@@ -86,10 +116,11 @@ def finetune(
     cfg: FinetuneConfig,
     accelerator: Accelerator,
 ) -> FinetuneResult:
-    """Fine-tune ``arm`` (its head already ``num_classes`` wide) and evaluate it on ``test``."""
+    """Fine-tune ``arm`` (its head already ``num_classes`` wide) and evaluate it on ``test``.
+    ``train_labels`` are class indices, or multi-hot rows for a multi-label task."""
     if cfg.max_epochs < 1 or cfg.patience < 1:
         raise ValueError(f"finetune needs max_epochs, patience >= 1, got {cfg}")
-    weight = class_weights(np.bincount(train_labels, minlength=num_classes), cfg.class_weights)
+    objective = Objective.for_labels(train_labels, num_classes, cfg)
     optimizer = torch.optim.Adam(arm.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
     arm, optimizer = accelerator.prepare(arm, optimizer)
@@ -106,13 +137,7 @@ def finetune(
             optimizer.zero_grad(set_to_none=True)
             with accelerator.autocast():
                 logits = arm(images.to(device))
-            loss = focal_loss(
-                logits,
-                labels.to(device),
-                alpha=cfg.focal_alpha,
-                gamma=cfg.focal_gamma,
-                weight=weight,
-            )
+            loss = objective.loss(logits, labels.to(device))
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"fine-tuning loss is {float(loss.detach())} at epoch {epoch}"
@@ -121,7 +146,7 @@ def finetune(
             optimizer.step()
             total, steps = total + float(loss.detach()), steps + 1
         scheduler.step()
-        val_metrics = evaluate(arm, val, num_classes, weight, cfg, accelerator)
+        val_metrics = evaluate(arm, val, objective, accelerator)
         history.append(
             {
                 "epoch": epoch,
@@ -146,7 +171,7 @@ def finetune(
     wall_s = time.perf_counter() - t0
 
     arm.load_state_dict(best_state)
-    test_metrics = evaluate(arm, test, num_classes, weight, cfg, accelerator)
+    test_metrics = evaluate(arm, test, objective, accelerator)
     return FinetuneResult(
         metrics=test_metrics,
         wall_s=wall_s,
@@ -154,6 +179,6 @@ def finetune(
         best_epoch=best_epoch,
         stopped_early=epoch < cfg.max_epochs,
         n_train=len(train_labels),
-        class_weights=[float(w) for w in weight],
+        class_weights=[float(w) for w in objective.weight],
         history=history,
     )

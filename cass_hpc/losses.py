@@ -64,3 +64,31 @@ def focal_loss(
     if weight is not None:
         loss = loss * weight.to(loss.device)[targets]
     return loss.mean()
+
+
+def sigmoid_focal_loss(
+    logits: Tensor,
+    targets: Tensor,
+    *,
+    alpha: float = 1.0,
+    gamma: float = 2.0,
+    weight: Tensor | None = None,
+) -> Tensor:
+    """Multi-label focal loss: per label ``alpha * w_c * (1 - p_t)^gamma * BCE``, mean over the
+    batch and labels (Lin et al. 2017 with the paper's alpha 1 applied to every term).
+
+    ``targets`` is multi-hot (0/1 floats) of the logits' shape.
+    """
+    if logits.shape != targets.shape or logits.ndim != 2:
+        raise ValueError(
+            f"sigmoid_focal_loss needs (batch, classes) logits and targets of one shape, got "
+            f"{tuple(logits.shape)} and {tuple(targets.shape)}"
+        )
+    logits, targets = logits.float(), targets.float()
+    bce = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    p = torch.sigmoid(logits)
+    p_true = p * targets + (1 - p) * (1 - targets)
+    loss = alpha * (1.0 - p_true).pow(gamma) * bce
+    if weight is not None:
+        loss = loss * weight.to(loss.device)
+    return loss.mean()

@@ -46,20 +46,33 @@ class Arm(nn.Module):
         self.net.reset_classifier(num_classes)
 
 
-def build_arm(spec: ArmSpec, *, num_classes: int) -> Arm:
+def build_arm(spec: ArmSpec, *, num_classes: int, dynamic_size: bool = False) -> Arm:
     """Build ``spec.name`` from timm (random init) and load ``spec.pretrained`` if given.
 
     ``num_classes`` is the head's width: the CASS output dimension during pretraining (paper:
-    timm's 1000-way classifier logits), the number of classes when fine-tuning.
+    timm's 1000-way classifier logits), the number of classes when fine-tuning, 0 for pooled
+    features (DINO puts its own head on top). ``dynamic_size`` lets a ViT take inputs of other
+    sizes than it was built for (DINO's local crops); CNNs take any size anyway.
     """
     if not timm.is_model(spec.name):
         raise ValueError(
             f"unknown timm model {spec.name!r}; list names with "
             "`python -c \"import timm; print(timm.list_models('*vit*'))\"`"
         )
-    if num_classes < 1:
-        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    net = timm.create_model(spec.name, pretrained=False, num_classes=num_classes, **spec.kwargs)
+    if num_classes < 0:
+        raise ValueError(f"num_classes must be >= 0, got {num_classes}")
+    kwargs = dict(spec.kwargs)
+    net = None
+    if dynamic_size:
+        try:
+            net = timm.create_model(
+                spec.name, pretrained=False, num_classes=num_classes,
+                dynamic_img_size=True, dynamic_img_pad=True, **kwargs,
+            )  # fmt: skip
+        except TypeError:  # the architecture has no such option: it takes any size already
+            net = None
+    if net is None:
+        net = timm.create_model(spec.name, pretrained=False, num_classes=num_classes, **kwargs)
     if spec.pretrained:
         load_weights(net, spec.pretrained)
     cfg = net.pretrained_cfg

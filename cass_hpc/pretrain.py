@@ -1,9 +1,10 @@
 """The one pretraining loop: any `PretrainMethod`, Accelerate + AMP, SWA, checkpoints, timing.
 
-CASS §3.1 / App. F.2: Adam lr 1e-3 per net, cosine annealing (T_max 16, eta_min 1e-6, stepped per
-epoch), stochastic weight averaging (`torch.optim.swa_utils`: the averaged weights, with BN
-statistics recomputed, are what fine-tuning starts from), batch 16, 100 epochs. The loop knows
-nothing about the method beyond `training_step` and its per-arm nets.
+Defaults are CASS §3.1 / App. F.2: Adam lr 1e-3 per net, cosine annealing (T_max 16, eta_min 1e-6,
+stepped per epoch), stochastic weight averaging (`torch.optim.swa_utils`: the averaged weights,
+with BN statistics recomputed, are what fine-tuning starts from), batch 16, 100 epochs. DINO's
+settings (AdamW, warm-up, gradient clipping) are the same keys with other values. The loop knows
+nothing about a method beyond its protocol (`methods/base.py`).
 """
 
 from __future__ import annotations
@@ -18,28 +19,42 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
 from cass_hpc import store
-from cass_hpc.methods.base import PretrainMethod
+from cass_hpc.collapse import CollapseMonitor
+from cass_hpc.methods.base import PretrainMethod, Progress, Views
 from cass_hpc.methods.cass import spread
+from cass_hpc.optim import build_optimizer, cosine_factor
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class PretrainConfig:
-    """Mirrors ``conf/method/<name>.yaml: pretrain``."""
+    """Mirrors ``conf/pretrain/*.yaml``."""
 
     epochs: int = 100  # paper: 100
     batch_size: int = 16  # paper: 16
-    lr: float = 1e-3  # Adam, each net
-    t_max: int = 16  # cosine annealing period, epochs
+    lr: float = 1e-3  # base learning rate, every net
+    optimizer: str = "adam"  # adam (CASS) | adamw (DINO) | sgd
+    arm_optimizers: dict[str, str] = field(default_factory=dict)  # per-arm override, {cnn: sgd}
+    weight_decay: float = 0.0
+    t_max: int | None = 16  # cosine period in epochs (paper: 16); None = the whole run
     eta_min: float = 1e-6  # cosine floor
+    warmup_epochs: int = 0  # linear warm-up before the cosine (DINO: 10)
+    clip_grad: float | None = None  # max gradient norm per net (DINO: 3.0); None = no clipping
     swa: bool = True  # average weights from swa_start on (paper: SWA around Adam)
     swa_start: float = 0.75  # fraction of epochs after which each epoch's weights are averaged
     num_workers: int = 0  # DataLoader workers (0 was as fast as 2 on 2 cores; PERF-NOTES)
+    collapse_threshold: float = 0.1  # spread below this counts as collapsed
+    collapse_epochs: int = 2  # consecutive collapsed epochs before collapse_action
+    collapse_action: str = "warn"  # warn (record + loud log) | stop (fail the job)
+    # The released notebooks' behaviour: no zero_grad (gradients accumulate), SWA never applied,
+    # cosine stepped per batch (LR cycles every 2·t_max steps). For comparison only.
+    paper_compat: bool = False
 
 
 class NonFiniteLossError(RuntimeError):
@@ -61,12 +76,20 @@ class PretrainResult:
     loss: list[float] = field(default_factory=list)  # per-epoch mean
     spread: dict[str, list[float]] = field(default_factory=dict)  # per-arm, per-epoch mean
     epoch_s: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)  # learning rate after each epoch's schedule steps
+    collapse_warnings: list[str] = field(default_factory=list)
 
 
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _to(views: Views, device: torch.device) -> Views:
+    if isinstance(views, list):
+        return [v.to(device, non_blocking=True) for v in views]
+    return views.to(device, non_blocking=True)
 
 
 def pretrain(
@@ -76,7 +99,8 @@ def pretrain(
     out_dir: Path,
     accelerator: Accelerator,
 ) -> PretrainResult:
-    """Run (or resume) pretraining in ``out_dir``; write ``<arm>.pt`` per arm and return timings.
+    """Run (or resume) pretraining in ``out_dir``; write ``<arm>.pt`` per trained net and
+    ``pretrain.json``, and return the record.
 
     A checkpoint is written atomically after every epoch; if ``out_dir/checkpoint.pt`` exists the
     run resumes after its epoch.
@@ -84,25 +108,28 @@ def pretrain(
     if cfg.epochs < 1:
         raise ValueError(f"pretrain.epochs must be >= 1, got {cfg.epochs}")
     arms = dict(method.arms.items())
-    optimizers = {a: torch.optim.Adam(net.parameters(), lr=cfg.lr) for a, net in arms.items()}
-    schedulers = {
-        a: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=cfg.t_max, eta_min=cfg.eta_min)
-        for a, o in optimizers.items()
-    }
+    if cfg.swa and any(net is not arms.get(a) for a, net in method.trained_arms().items()):
+        raise ValueError(
+            f"pretrain.swa=true needs a method whose optimised nets are the ones it "
+            f"hands to fine-tuning; {method.name} hands over others (set swa=false)"
+        )
+    optimizers = {
+        a: build_optimizer(cfg.arm_optimizers.get(a, cfg.optimizer), net.parameters(), cfg.lr,
+                           cfg.weight_decay)
+        for a, net in arms.items()
+    }  # fmt: skip
+    factor = cosine_factor(cfg.lr, cfg.eta_min, cfg.t_max or cfg.epochs, cfg.warmup_epochs)
+    schedulers = {a: LambdaLR(o, factor) for a, o in optimizers.items()}
     method = accelerator.prepare_model(method)
     optimizers = {a: accelerator.prepare_optimizer(o) for a, o in optimizers.items()}
     device = accelerator.device
     averaged = {a: AveragedModel(net) for a, net in arms.items()} if cfg.swa else {}
     swa_first_epoch = min(cfg.epochs, max(1, math.floor(cfg.swa_start * cfg.epochs) + 1))
+    monitor = CollapseMonitor(cfg.collapse_threshold, cfg.collapse_epochs, cfg.collapse_action)
     result = PretrainResult(
-        method=method.name,
-        epochs=cfg.epochs,
-        wall_s=0.0,
-        images_per_s=0.0,
-        peak_mem_mb=0.0,
-        precision=accelerator.mixed_precision,
-        device=str(device),
-    )
+        method=method.name, epochs=cfg.epochs, wall_s=0.0, images_per_s=0.0, peak_mem_mb=0.0,
+        precision=accelerator.mixed_precision, device=str(device),
+    )  # fmt: skip
     ckpt_path = out_dir / "checkpoint.pt"
     start_epoch = 1
     if ckpt_path.exists():
@@ -114,20 +141,24 @@ def pretrain(
             if a in averaged:
                 averaged[a].load_state_dict(state["averaged"][a])
         result = PretrainResult(**state["result"])
+        monitor.below, monitor.warnings = state["collapse_below"], result.collapse_warnings
         torch.set_rng_state(state["rng"])
         start_epoch = state["epoch"] + 1
         log.info("resuming pretraining from %s after epoch %d", ckpt_path, state["epoch"])
 
+    steps_per_epoch = len(loader)
     for epoch in range(start_epoch, cfg.epochs + 1):
         method.train()
         t0 = time.perf_counter()
-        total, steps, spreads = 0.0, 0, {a: 0.0 for a in arms}
-        for step, (images, _labels) in enumerate(loader, start=1):
-            images = images.to(device, non_blocking=True)
-            for opt in optimizers.values():
-                opt.zero_grad(set_to_none=True)
+        total, steps, spreads = 0.0, 0, {}
+        for step, (views, _labels) in enumerate(loader, start=1):
+            progress = Progress(epoch, step, steps_per_epoch, cfg.epochs)
+            views = _to(views, device)
+            if not cfg.paper_compat:  # the notebooks never zeroed gradients
+                for opt in optimizers.values():
+                    opt.zero_grad(set_to_none=True)
             with accelerator.autocast():
-                out = method.training_step(images)
+                out = method.training_step(views, progress)
             if not torch.isfinite(out.loss):
                 value = float(out.loss.detach())
                 raise NonFiniteLossError(
@@ -135,15 +166,24 @@ def pretrain(
                     f"last good checkpoint: {ckpt_path if ckpt_path.exists() else 'none yet'}"
                 )
             accelerator.backward(out.loss)
-            for opt in optimizers.values():
+            method.before_optimizer_step(progress)
+            for a, opt in optimizers.items():
+                if cfg.clip_grad is not None:
+                    accelerator.clip_grad_norm_(arms[a].parameters(), cfg.clip_grad)
                 opt.step()
+            method.after_optimizer_step(progress)
+            if cfg.paper_compat:  # per-batch cosine: the LR cycles every 2·t_max steps
+                for sched in schedulers.values():
+                    sched.step()
             total += float(out.loss.detach())
             steps += 1
-            result.images += images.shape[0]
+            first = views[0] if isinstance(views, list) else views
+            result.images += first.shape[0]
             for a, emb in out.embeddings.items():
-                spreads[a] += spread(emb) if emb.shape[0] > 1 else 0.0
-        for sched in schedulers.values():
-            sched.step()
+                spreads[a] = spreads.get(a, 0.0) + (spread(emb) if emb.shape[0] > 1 else 0.0)
+        if not cfg.paper_compat:
+            for sched in schedulers.values():
+                sched.step()
         if epoch >= swa_first_epoch:
             for a, avg in averaged.items():
                 avg.update_parameters(arms[a])
@@ -151,18 +191,18 @@ def pretrain(
         result.epoch_s.append(epoch_s)
         result.wall_s += epoch_s
         result.loss.append(total / max(steps, 1))
-        for a in arms:
-            result.spread.setdefault(a, []).append(spreads[a] / max(steps, 1))
+        result.lr.append(schedulers[next(iter(arms))].get_last_lr()[0])
+        epoch_spread = {a: v / max(steps, 1) for a, v in spreads.items()}
+        for a, v in epoch_spread.items():
+            result.spread.setdefault(a, []).append(v)
         log.info(
             "pretrain %s epoch %d/%d loss %.4f spread %s lr %.2e %.1fs",
-            method.name,
-            epoch,
-            cfg.epochs,
-            result.loss[-1],
-            " ".join(f"{a}={result.spread[a][-1]:.3f}" for a in arms),
-            schedulers[next(iter(arms))].get_last_lr()[0],
-            epoch_s,
-        )
+            method.name, epoch, cfg.epochs, result.loss[-1],
+            " ".join(f"{a}={v:.3f}" for a, v in epoch_spread.items()),
+            result.lr[-1], epoch_s,
+        )  # fmt: skip
+        monitor.update(epoch, epoch_spread)  # may raise CollapseError (collapse_action=stop)
+        result.collapse_warnings = monitor.warnings
         store.torch_save(
             ckpt_path,
             {
@@ -172,15 +212,16 @@ def pretrain(
                 "schedulers": {a: s.state_dict() for a, s in schedulers.items()},
                 "averaged": {a: m.state_dict() for a, m in averaged.items()},
                 "result": asdict(result),
+                "collapse_below": monitor.below,
                 "rng": torch.get_rng_state(),
             },
         )
 
     result.images_per_s = result.images / result.wall_s if result.wall_s else 0.0
     result.peak_mem_mb = peak_memory_mb(device)
-    for a, net in arms.items():
+    for a, net in method.trained_arms().items():
         final: nn.Module = net
-        if a in averaged:
+        if a in averaged and not cfg.paper_compat:  # the notebooks' SWA was never applied
             update_bn(loader, averaged[a], device=device)  # BN statistics of the averaged weights
             final = averaged[a].module
         store.torch_save(out_dir / f"{a}.pt", final.net.state_dict())

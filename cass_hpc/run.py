@@ -32,19 +32,29 @@ def spec_from_config(cfg: DictConfig) -> CellSpec:
     c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert isinstance(c, dict)
     model = c["model"]
+    if c.get("init_from_weights") and not all(c["weights"].get(a) for a in ("cnn", "vit")):
+        raise ValueError(
+            f"init=local needs both weights.cnn and weights.vit set to local files, got "
+            f"{c['weights']}; e.g. weights.cnn=/models/resnet50.pth"
+        )
+    pretrain, finetune = dict(c["pretrain"]), dict(c["finetune"])
+    if c["paper_compat"]:  # the released notebooks' quirks (PAPER.md), for comparison only
+        pretrain["paper_compat"] = True
+        finetune["class_weights"] = "frequency"
     return CellSpec(
         experiment=c["experiment_name"],
         store_root=Path(to_absolute_path(c["runs_dir"])) / c["experiment_name"],
         dataset_path=Path(to_absolute_path(c["dataset"]["path"])),
         image_size=int(c["image_size"]),
         method=c["method"]["name"],
-        pretrain=PretrainConfig(**c["pretrain"]) if c["method"]["pretrains"] else None,
+        pretrain=PretrainConfig(**pretrain) if c["method"]["pretrains"] else None,
+        method_params=dict(c["method"].get("params") or {}),
         arms={a: ArmSpec(**model[a]) for a in ("cnn", "vit")},
         out_dim=int(model["out_dim"]),
         arm=c["arm"],
         label_fraction=float(c["label_fraction"]),
         seed=int(c["seed"]),
-        finetune=FinetuneConfig(**c["finetune"]),
+        finetune=FinetuneConfig(**finetune),
         device=c["device"],
         precision=c["precision"],
         threads=c["threads"],

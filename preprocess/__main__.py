@@ -111,6 +111,7 @@ def run(args: argparse.Namespace, console: Console | None = None) -> Manifest:
         skip_bad=bool(getattr(args, "skip_bad", False)),
         skipped=result.skipped,
         console=console,
+        multilabel=result.multilabel,
     )
 
 

@@ -59,7 +59,14 @@ def assign_splits(samples: Sequence[Sample], classes: Sequence[str], seed: int) 
                 f"{sample.sample_id}: split {sample.split!r} is not one of {', '.join(SPLITS)}"
             )
     free = [i for i, split in enumerate(splits) if split is None]
-    if free:
+    if free and not isinstance(samples[free[0]].label, int | np.integer):  # multi-label
+        multi_hot = np.zeros((len(free), len(classes)), dtype=np.int64)
+        for row, i in enumerate(free):
+            multi_hot[row, list(samples[i].label)] = 1
+        for name, indices in stratified_split(multi_hot, DEFAULT_FRACTIONS, seed).items():
+            for index in indices.tolist():
+                splits[free[index]] = name
+    elif free:
         labels = np.asarray([samples[i].label for i in free], dtype=np.int64)
         counts = np.bincount(labels, minlength=len(classes))
         for label, count in enumerate(counts.tolist()):
@@ -118,6 +125,7 @@ def pack(
     skip_bad: bool = False,
     skipped: Sequence[tuple[str, str]] = (),
     console: Console | None = None,
+    multilabel: bool = False,
 ) -> Manifest:
     """Write ``reader_samples`` to a packed dataset at ``out`` and return its manifest.
 
@@ -138,7 +146,8 @@ def pack(
     if not reader_samples:
         raise ValueError(f"{source}: the reader found no images; nothing to pack")
     for sample in reader_samples:
-        if not 0 <= sample.label < len(classes):
+        present = sample.label if multilabel else (sample.label,)
+        if not all(0 <= c < len(classes) for c in present):
             raise ValueError(
                 f"{sample.sample_id}: label {sample.label} is outside 0..{len(classes) - 1}"
             )
@@ -157,6 +166,7 @@ def pack(
         params=params,
         shard_size=shard_size,
         overwrite=overwrite,
+        multilabel=multilabel,
     ) as writer:
         for sample_id, reason in skipped:
             writer.skip(sample_id, reason)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cass_hpc.losses import class_weights, focal_loss
+from cass_hpc.losses import class_weights, focal_loss, sigmoid_focal_loss
 
 
 def test_focal_loss_with_gamma_zero_is_cross_entropy() -> None:
@@ -54,3 +54,17 @@ def test_minmax_weights_of_a_balanced_set_are_ones() -> None:
 def test_unknown_scheme_is_named() -> None:
     with pytest.raises(ValueError, match="'softmax'"):
         class_weights([1, 2], "softmax")
+
+
+def test_sigmoid_focal_loss_with_gamma_zero_is_binary_cross_entropy() -> None:
+    torch.manual_seed(0)
+    logits, targets = torch.randn(6, 5), (torch.rand(6, 5) > 0.5).float()
+    assert float(sigmoid_focal_loss(logits, targets, gamma=0.0)) == pytest.approx(
+        float(F.binary_cross_entropy_with_logits(logits, targets)), rel=1e-6
+    )
+
+
+def test_sigmoid_focal_loss_weights_each_label() -> None:
+    logits, targets = torch.zeros(1, 2), torch.tensor([[1.0, 0.0]])
+    only_first = sigmoid_focal_loss(logits, targets, weight=torch.tensor([1.0, 0.0]))
+    assert float(only_first) == pytest.approx(float(sigmoid_focal_loss(logits, targets)) / 2)

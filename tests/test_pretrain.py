@@ -70,9 +70,9 @@ class NaNAfter(CASS):
         super().__init__(cnn=base.arms["cnn"], vit=base.arms["vit"])
         self.calls, self.bad_step = 0, bad_step
 
-    def training_step(self, images: torch.Tensor):  # type: ignore[no-untyped-def]
+    def training_step(self, images, progress):  # type: ignore[no-untyped-def]
         self.calls += 1
-        out = super().training_step(images)
+        out = super().training_step(images, progress)
         if self.calls >= self.bad_step:
             out.loss = out.loss * float("nan")
         return out
@@ -86,3 +86,35 @@ def test_nan_loss_stops_naming_epoch_and_step_and_keeps_the_last_checkpoint(
         pretrain(method, loader(), CFG, tmp_path, Accelerator(cpu=True))
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["epoch"] == 1
     assert not (tmp_path / "pretrain.json").exists()
+
+
+class GradSpy(CASS):
+    """Records, at each step, whether gradients from earlier steps are still there."""
+
+    def __init__(self, base: CASS) -> None:
+        super().__init__(cnn=base.arms["cnn"], vit=base.arms["vit"])
+        self.stale_grads: list[bool] = []
+
+    def training_step(self, images, progress):  # type: ignore[no-untyped-def]
+        self.stale_grads.append(any(p.grad is not None for p in self.parameters()))
+        return super().training_step(images, progress)
+
+
+def test_paper_compat_accumulates_gradients_cycles_lr_per_batch_and_skips_swa(
+    tmp_path: Path,
+) -> None:
+    cfg = replace(CFG, epochs=2, t_max=2)  # 2 steps per epoch; SWA averages both epochs
+    ours, compat = GradSpy(tiny_cass()), GradSpy(tiny_cass())
+    plain = pretrain(ours, loader(), cfg, tmp_path / "ours", Accelerator(cpu=True))
+    quirks = pretrain(
+        compat, loader(), replace(cfg, paper_compat=True), tmp_path / "compat",
+        Accelerator(cpu=True),
+    )  # fmt: skip
+    assert ours.stale_grads == [False] * 4  # zero_grad every step
+    assert compat.stale_grads == [False, True, True, True]  # the notebooks never zeroed
+    # per epoch: one cosine step (lr halfway down); per batch: 2 steps = the bottom of the cycle
+    assert plain.lr[0] == pytest.approx(CFG.eta_min + (CFG.lr - CFG.eta_min) / 2)
+    assert quirks.lr[0] == pytest.approx(CFG.eta_min)
+    saved = torch.load(tmp_path / "compat" / "vit.pt", weights_only=True)
+    last = compat.arms["vit"].net.state_dict()
+    assert all(torch.equal(saved[k], last[k]) for k in last)  # SWA never applied

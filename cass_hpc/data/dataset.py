@@ -37,6 +37,9 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, int | torch.Tensor]:
+        """``(view, label)``: a class index, or a float multi-hot vector (multi-label)."""
         index = int(self.indices[item])
-        return self.transform(self.reader.image(index)), int(self.reader.labels[index])
+        label = self.reader.labels[index]
+        target = torch.as_tensor(label, dtype=torch.float32) if label.ndim else int(label)
+        return self.transform(self.reader.image(index)), target

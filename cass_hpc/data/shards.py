@@ -46,6 +46,7 @@ _REPACK = "re-pack the dataset (python -m preprocess <reader> SRC OUT --overwrit
 _FIELD_TYPES = {
     "name": str, "classes": tuple, "image_size": int, "synthetic": bool, "source": str,
     "seed": int, "params": dict, "splits": dict, "class_counts": dict, "skipped": tuple,
+    "multilabel": bool,
 }  # fmt: skip
 
 
@@ -79,6 +80,7 @@ class Manifest:
     class_counts: dict[str, dict[str, int]]
     shards: tuple[ShardInfo, ...]
     skipped: tuple = field(default=())
+    multilabel: bool = False  # labels are multi-hot (n, num_classes) instead of indices (n,)
 
     @property
     def num_classes(self) -> int:
@@ -138,7 +140,7 @@ def _manifest_from_json(root: Path, raw: dict[str, Any]) -> Manifest:
     if raw.get("format") != FORMAT:
         raise ShardError(f"{root / MANIFEST_NAME}: format {raw.get('format')!r} is not "
                          f"{FORMAT!r}; {_REPACK}")  # fmt: skip
-    raw = {"skipped": (), **raw}  # the only optional field
+    raw = {"skipped": (), "multilabel": False, **raw}  # the optional fields
     values = {key: convert(raw[key]) for key, convert in _FIELD_TYPES.items()}
     shards = tuple(
         ShardInfo(str(s["file"]), str(s["split"]), int(s["count"]), str(s["sha256"]))
@@ -217,7 +219,7 @@ class _OpenShard:
             "images", shape=(capacity, *shape), maxshape=(capacity, *shape), dtype=np.uint8,
             chunks=(1, *shape), track_times=False,  # no timestamps: same seed → same bytes
         )  # fmt: skip
-        self.labels: list[int] = []
+        self.labels: list[int | list[int]] = []  # class index, or multi-hot row (multi-label)
         self.ids: list[str] = []
 
     def close(self) -> int:
@@ -254,8 +256,10 @@ class ShardWriter:
         params: dict,
         shard_size: int = 1024,
         overwrite: bool = False,
+        multilabel: bool = False,
     ) -> None:
         self.root = Path(root).expanduser().resolve()
+        self.multilabel = bool(multilabel)
         self.classes = tuple(str(c) for c in classes)
         if not self.classes or len(set(self.classes)) != len(self.classes):
             raise ValueError(f"{self.root}: classes must be non-empty and unique, got {classes}")
@@ -270,7 +274,7 @@ class ShardWriter:
         self._meta = {
             "format": FORMAT, "name": name, "classes": list(self.classes),
             "image_size": self.image_size, "synthetic": bool(synthetic), "source": source,
-            "seed": int(seed), "params": params,
+            "seed": int(seed), "params": params, "multilabel": self.multilabel,
         }  # fmt: skip
         _check_target(self.root, overwrite)
         remove_stale_staging(self.root)
@@ -290,8 +294,11 @@ class ShardWriter:
         if not self._done:
             self.discard()
 
-    def add(self, split: str, image: np.ndarray, label: int, sample_id: str) -> None:
-        """Append one (S, S, 3) uint8 image with its label to ``split``."""
+    def add(
+        self, split: str, image: np.ndarray, label: int | Sequence[int], sample_id: str
+    ) -> None:
+        """Append one (S, S, 3) uint8 image with its label (a class index; for a multi-label
+        dataset the sequence of class indices present, possibly empty) to ``split``."""
         self._check_open()
         if split not in SPLITS:
             raise ValueError(f"{sample_id}: split {split!r} is not one of {', '.join(SPLITS)}")
@@ -300,8 +307,7 @@ class ShardWriter:
         if got != f"uint8 {(size, size, 3)}":
             raise ValueError(f"{sample_id}: image must be uint8 ({size}, {size}, 3), got {got}; "
                              f"resize and convert to RGB before adding")  # fmt: skip
-        if not isinstance(label, int | np.integer) or not 0 <= label < len(self.classes):
-            raise ValueError(f"{sample_id}: label {label!r} is outside 0..{len(self.classes) - 1}")
+        present = self._check_label(label, sample_id)
         if not sample_id or sample_id in self._ids:
             raise ValueError(f"{sample_id!r}: sample ids must be non-empty and unique")
         shard = self._open.get(split)
@@ -310,12 +316,32 @@ class ShardWriter:
             shard = _OpenShard(self.staging / f"{split}-{index:05d}.h5", self.shard_size, size)
             self._open[split] = shard
         shard.images[len(shard.labels)] = image
-        shard.labels.append(int(label))
+        if self.multilabel:
+            shard.labels.append([int(c in present) for c in range(len(self.classes))])
+        else:
+            shard.labels.append(present[0])
         shard.ids.append(sample_id)
         self._ids.add(sample_id)
-        self._class_counts[split][self.classes[int(label)]] += 1
+        for c in present:
+            self._class_counts[split][self.classes[c]] += 1
         if len(shard.labels) == self.shard_size:
             self._close_shard(split)
+
+    def _check_label(self, label: int | Sequence[int], sample_id: str) -> list[int]:
+        """The class indices the label names; ValueError naming the sample if out of range."""
+        last = len(self.classes) - 1
+        if self.multilabel:
+            if isinstance(label, int | np.integer) or len(set(label)) != len(label):
+                raise ValueError(f"{sample_id}: a multi-label label is a list of distinct class "
+                                 f"indices, got {label!r}")  # fmt: skip
+            present = sorted(int(c) for c in label)
+        else:
+            if not isinstance(label, int | np.integer):
+                raise ValueError(f"{sample_id}: label must be a class index, got {label!r}")
+            present = [int(label)]
+        if any(not 0 <= c <= last for c in present):
+            raise ValueError(f"{sample_id}: label {label!r} is outside 0..{last}")
+        return present
 
     def skip(self, sample_id: str, reason: str) -> None:
         """Record a sample left out of the pack (listed in the manifest's ``skipped``)."""
@@ -396,7 +422,8 @@ class ShardReader:
         self.manifest, self.split = manifest, split
         self.paths = [manifest.root / s.file for s in manifest.shards_for(split)]
         self._starts = [0]
-        labels, self.ids = [np.zeros(0, dtype=np.int64)], []
+        empty = (0, manifest.num_classes) if manifest.multilabel else (0,)
+        labels, self.ids = [np.zeros(empty, dtype=np.int64)], []
         for shard, path in zip(manifest.shards_for(split), self.paths, strict=True):
             with _open_for_read(path) as handle:
                 try:

@@ -21,6 +21,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from cass_hpc.data.multilabel import multilabel_fraction_indices, multilabel_split
+
 _SPLIT_SALT = 0  # separate random streams for splitting and for label-fraction sampling
 _FRACTION_SALT = 1
 
@@ -61,8 +63,11 @@ def stratified_split(
     ``{"train": 0.7, "val": 0.1, "test": 0.2}``. Per class, indices are shuffled with a seeded
     generator and cut by largest-remainder rounding, so every split with a positive fraction gets
     at least one member of every class. Returns sorted int64 index arrays, in ``fractions`` order;
-    the result depends only on ``labels``, ``fractions`` and ``seed``.
+    the result depends only on ``labels``, ``fractions`` and ``seed``. Multi-hot ``(n, C)``
+    labels are split by iterative stratification (`multilabel.multilabel_split`).
     """
+    if np.ndim(labels) == 2:
+        return multilabel_split(labels, fractions, _check_seed(seed))
     labels = _as_labels(labels)
     seed = _check_seed(seed)
     if not fractions:
@@ -106,6 +111,8 @@ def label_fraction_indices(
     indices. Subsets of one seed are nested across fractions. Returns sorted int64 indices into
     ``labels``.
     """
+    if np.ndim(labels) == 2:  # multi-hot: keep every label present
+        return multilabel_fraction_indices(labels, float(fraction), _check_seed(seed))
     labels = _as_labels(labels)
     seed = _check_seed(seed)
     fraction = float(fraction)

@@ -1,17 +1,50 @@
-"""Pretraining methods: small plug-ins behind one protocol (`base.PretrainMethod`)."""
+"""Pretraining methods: small plug-ins behind one protocol (`base.PretrainMethod`).
+
+A method is registered with a builder that takes the backbone specs it pretrains, the CASS head
+width and its own ``params`` (``conf/method/<name>.yaml``). ``per_arm`` methods (DINO) pretrain
+each backbone in its own run; CASS pretrains the pair in one. "supervised" has no pretraining.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
-from torch import nn
+from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput
+from cass_hpc.methods.cass import CASS, CASSConfig, cass_loss
+from cass_hpc.methods.dino import DINO, DINOConfig, dino_loss
+from cass_hpc.models import ArmSpec, build_arm
 
-from cass_hpc.methods.base import PretrainMethod, StepOutput
-from cass_hpc.methods.cass import CASS, cass_loss
 
-# name -> builder taking the arms by name. "supervised" has no pretraining stage.
-PRETRAIN_METHODS: dict[str, Callable[[dict[str, nn.Module]], PretrainMethod]] = {
-    "cass": lambda arms: CASS(cnn=arms["cnn"], vit=arms["vit"]),
+def build_cass(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]) -> CASS:
+    if set(arms) != {"cnn", "vit"}:
+        raise ValueError(f"CASS needs the arms cnn and vit, got {sorted(arms)}")
+    nets = {a: build_arm(s, num_classes=out_dim) for a, s in arms.items()}
+    return CASS(cnn=nets["cnn"], vit=nets["vit"], cfg=CASSConfig(**params))
+
+
+def build_dino(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]) -> DINO:
+    if len(arms) != 1:
+        raise ValueError(f"DINO pretrains one backbone per run, got {sorted(arms)}")
+    ((arm, spec),) = arms.items()
+    cfg = DINOConfig(**params)
+    backbone = build_arm(spec, num_classes=0, dynamic_size=True)  # features; crops of two sizes
+    return DINO(arm, backbone, backbone.net.num_features, cfg)
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    build: Callable[[Mapping[str, ArmSpec], int, Mapping[str, Any]], PretrainMethod]
+    per_arm: bool  # one pretraining run per backbone (DINO) or one for the pair (CASS)
+
+
+PRETRAIN_METHODS: dict[str, MethodEntry] = {
+    "cass": MethodEntry(build_cass, per_arm=False),
+    "dino": MethodEntry(build_dino, per_arm=True),
 }
 
-__all__ = ["CASS", "PRETRAIN_METHODS", "PretrainMethod", "StepOutput", "cass_loss"]
+__all__ = [
+    "CASS", "DINO", "PRETRAIN_METHODS", "MethodEntry", "PretrainMethod", "Progress", "StepOutput",
+    "cass_loss", "dino_loss",
+]  # fmt: skip

@@ -5,18 +5,30 @@ Analysis", §3.1, eq. 1. No projection MLP, softmax, centering, EMA teacher or s
 gradients reach both nets. Nothing here prevents collapse (the paper argues the two
 architectures' difference does); `spread` measures it so the pretraining loop can report it.
 
+Options (defaults = the paper): ``head_activation`` applied to both outputs before the loss
+(App. D.5 ablation: ``softmax`` / ``sigmoid``), and — ours, beyond the paper — ``anti_collapse``:
+``center`` (subtract each net's batch mean before normalising) or ``variance`` (add a
+VICReg-style hinge on each output dimension's batch std, Bardes et al. 2022).
+
 Usage::
 
     method = CASS(cnn=arm_cnn, vit=arm_vit)
-    out = method.training_step(images)   # out.loss, out.embeddings["cnn"], out.embeddings["vit"]
+    out = method.training_step(images, progress)   # out.loss, out.embeddings["cnn"|"vit"]
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cass_hpc.methods.base import StepOutput
+from cass_hpc.data.transforms import paper_augmentation
+from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput
+
+HEAD_ACTIVATIONS = ("none", "softmax", "sigmoid")
+ANTI_COLLAPSE = ("none", "center", "variance")
 
 
 def cass_loss(cnn_out: Tensor, vit_out: Tensor) -> Tensor:
@@ -40,6 +52,20 @@ def cass_loss(cnn_out: Tensor, vit_out: Tensor) -> Tensor:
     return (2.0 - 2.0 * (r * t).sum(dim=-1)).mean()
 
 
+def variance_hinge(outputs: Tensor, target_std: float = 1.0, eps: float = 1e-4) -> Tensor:
+    """VICReg's variance term: mean over dimensions of ``relu(target_std - std_batch)``.
+
+    Zero when every output dimension varies across the batch by at least ``target_std``;
+    positive (and pushing the dimensions apart) as the outputs collapse.
+    """
+    if outputs.ndim != 2 or outputs.shape[0] < 2:
+        raise ValueError(
+            f"variance_hinge needs (batch >= 2, dim) outputs, got {tuple(outputs.shape)}"
+        )
+    std = torch.sqrt(outputs.float().var(dim=0) + eps)
+    return F.relu(target_std - std).mean()
+
+
 def spread(outputs: Tensor) -> float:
     """Collapse diagnostic: std over the batch of the L2-normalised outputs, summed over dims.
 
@@ -52,24 +78,59 @@ def spread(outputs: Tensor) -> float:
     return float(z.std(dim=0).sum())
 
 
-class CASS(nn.Module):
+@dataclass(frozen=True)
+class CASSConfig:
+    """Mirrors ``conf/method/cass.yaml: params``."""
+
+    head_activation: str = "none"  # none (paper) | softmax | sigmoid (App. D.5 ablation)
+    anti_collapse: str = "none"  # none (paper) | center | variance  (ours, not in the paper)
+    variance_weight: float = 1.0  # weight of the variance hinge when anti_collapse=variance
+    augment: str = "paper"  # paper | solarize | blur | solarize_blur (App. C.3 ablation)
+
+    def __post_init__(self) -> None:
+        if self.head_activation not in HEAD_ACTIVATIONS:
+            raise ValueError(
+                f"head_activation must be one of {HEAD_ACTIVATIONS}, got {self.head_activation!r}"
+            )
+        if self.anti_collapse not in ANTI_COLLAPSE:
+            raise ValueError(
+                f"anti_collapse must be one of {ANTI_COLLAPSE}, got {self.anti_collapse!r}"
+            )
+
+
+class CASS(PretrainMethod):
     """The CASS method: two nets (arms ``cnn`` and ``vit``), each with its own optimiser."""
 
     name = "cass"
 
-    def __init__(self, cnn: nn.Module, vit: nn.Module) -> None:
+    def __init__(self, cnn: nn.Module, vit: nn.Module, cfg: CASSConfig | None = None) -> None:
         super().__init__()
         self.arms = nn.ModuleDict({"cnn": cnn, "vit": vit})
+        self.cfg = cfg or CASSConfig()
 
-    def training_step(self, images: Tensor) -> StepOutput:
+    def train_transform(self, image_size: int):  # type: ignore[no-untyped-def]
+        return paper_augmentation(image_size, self.cfg.augment)
+
+    def _prepare(self, outputs: Tensor) -> Tensor:
+        if self.cfg.head_activation == "softmax":
+            outputs = outputs.float().softmax(dim=-1)
+        elif self.cfg.head_activation == "sigmoid":
+            outputs = outputs.float().sigmoid()
+        if self.cfg.anti_collapse == "center":
+            outputs = outputs - outputs.mean(dim=0, keepdim=True)
+        return outputs
+
+    def training_step(
+        self, views: Tensor | list[Tensor], progress: Progress | None = None
+    ) -> StepOutput:
         """One view, the same tensor, through both nets (paper §3.1)."""
-        cnn_out = self.arms["cnn"](images)
-        vit_out = self.arms["vit"](images)
-        return StepOutput(
-            loss=cass_loss(cnn_out, vit_out),
-            embeddings={"cnn": cnn_out.detach(), "vit": vit_out.detach()},
-        )
-
-    def trained_arms(self) -> dict[str, nn.Module]:
-        """The nets fine-tuning starts from, by arm name."""
-        return dict(self.arms.items())
+        if isinstance(views, list):
+            raise ValueError("CASS takes one view per image, got a list of crops")
+        cnn_out = self.arms["cnn"](views)
+        vit_out = self.arms["vit"](views)
+        loss = cass_loss(self._prepare(cnn_out), self._prepare(vit_out))
+        if self.cfg.anti_collapse == "variance":
+            loss = loss + self.cfg.variance_weight * (
+                variance_hinge(cnn_out) + variance_hinge(vit_out)
+            )
+        return StepOutput(loss=loss, embeddings={"cnn": cnn_out.detach(), "vit": vit_out.detach()})

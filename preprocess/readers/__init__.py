@@ -22,10 +22,11 @@ class ImageDecodeError(ValueError):
 
 @dataclass(frozen=True)
 class Sample:
-    """One raw image: a stable id, its class index, how to load it, and a fixed split or None."""
+    """One raw image: a stable id, its class index (multi-label: the tuple of class indices
+    present), how to load it, and a fixed split or None."""
 
     sample_id: str
-    label: int
+    label: int | tuple[int, ...]
     load: Callable[[], Image.Image]
     split: str | None = None
 
@@ -41,6 +42,7 @@ class ReaderResult:
     synthetic: bool = False
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (sample id, reason)
     banner: str = ""  # a line the CLI prints before packing
+    multilabel: bool = False  # labels are tuples of class indices (several per image)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from preprocess.readers import ReaderResult, ReaderSpec, Sample
 
 SHAPE_CLASSES = ("disc", "square", "triangle", "stripes")
-GENERATORS = ("shapes",)
+GENERATORS = ("shapes", "shapes_multilabel")
 SHAPES_VERSION = 2  # bump when drawing changes, so an old pack is not taken as "up to date"
 
 
@@ -90,7 +90,14 @@ def _shape_polygons(shape: str, rng: np.random.Generator, radius: float) -> list
 
 def draw_shape_image(seed: int, label: int, index: int, image_size: int) -> Image.Image:
     """Image ``index`` of class ``SHAPE_CLASSES[label]``: a pure function of its arguments."""
-    rng = np.random.default_rng([seed, label, index, image_size])
+    return draw_shapes_image(seed, (label,), index, image_size, salt=label)
+
+
+def draw_shapes_image(
+    seed: int, labels: tuple[int, ...], index: int, image_size: int, salt: int
+) -> Image.Image:
+    """One object per class in ``labels`` (several for the multi-label generator)."""
+    rng = np.random.default_rng([seed, salt, index, image_size])
     size = image_size
     background, base = _background(rng, size)
     canvas = Image.fromarray(np.clip(background, 0, 255).astype(np.uint8)).convert("RGBA")
@@ -98,20 +105,21 @@ def draw_shape_image(seed: int, label: int, index: int, image_size: int) -> Imag
     _blobs(rng, ImageDraw.Draw(clutter), size, int(rng.integers(0, 4)))
     canvas = Image.alpha_composite(canvas, clutter)
 
-    radius = size * rng.uniform(0.22, 0.38)
-    center = tuple(rng.uniform(radius, size - radius, 2).tolist())
-    angle = rng.uniform(0, 2 * math.pi)
-    # Hue leans towards the class (centres 90° apart, ±75° jitter: neighbours overlap).
-    hue = (label / len(SHAPE_CLASSES) + rng.uniform(-75, 75) / 360) % 1.0
-    rgb = [
-        int(255 * c) for c in colorsys.hsv_to_rgb(hue, rng.uniform(0.4, 0.9), rng.uniform(0.6, 1))
-    ]
-    colour = (*rgb, int(rng.integers(170, 256)))  # lower alpha = fainter object
-    layer = Image.new("RGBA", (size, size))
-    draw = ImageDraw.Draw(layer)
-    for polygon in _shape_polygons(SHAPE_CLASSES[label], rng, radius):
-        draw.polygon(_rotated(polygon, angle, center), fill=colour)
-    canvas = Image.alpha_composite(canvas, layer)
+    scale = 1.0 if len(labels) == 1 else 0.6  # several objects: smaller, so they fit
+    for label in labels:
+        radius = size * rng.uniform(0.22, 0.38) * scale
+        center = tuple(rng.uniform(radius, size - radius, 2).tolist())
+        angle = rng.uniform(0, 2 * math.pi)
+        # Hue leans towards the class (centres 90° apart, ±75° jitter: neighbours overlap).
+        hue = (label / len(SHAPE_CLASSES) + rng.uniform(-75, 75) / 360) % 1.0
+        hsv = (hue, rng.uniform(0.4, 0.9), rng.uniform(0.6, 1))
+        rgb = [int(255 * c) for c in colorsys.hsv_to_rgb(*hsv)]
+        colour = (*rgb, int(rng.integers(170, 256)))  # lower alpha = fainter object
+        layer = Image.new("RGBA", (size, size))
+        draw = ImageDraw.Draw(layer)
+        for polygon in _shape_polygons(SHAPE_CLASSES[label], rng, radius):
+            draw.polygon(_rotated(polygon, angle, center), fill=colour)
+        canvas = Image.alpha_composite(canvas, layer)
 
     occluders = Image.new("RGBA", (size, size))
     _blobs(rng, ImageDraw.Draw(occluders), size, int(rng.integers(0, 2)))
@@ -125,22 +133,26 @@ def draw_shape_image(seed: int, label: int, index: int, image_size: int) -> Imag
 def read_synthetic(
     generator: str, *, image_size: int, seed: int = 0, per_class: int = 150
 ) -> ReaderResult:
-    """Samples of a seeded synthetic generator (only ``shapes``); images are drawn on load."""
+    """Samples of a seeded synthetic generator (``shapes`` or ``shapes_multilabel``); images are
+    drawn on load."""
     if generator not in GENERATORS:
         raise ValueError(
             f"unknown synthetic generator {generator!r}; available: {', '.join(GENERATORS)}"
         )
     if per_class < 3:
         raise ValueError(f"--per-class must be at least 3 (one image per split), got {per_class}")
-    samples = [
-        Sample(
-            f"{generator}/{name}/{index:05d}",
-            label,
-            functools.partial(draw_shape_image, seed, label, index, image_size),
-        )
-        for label, name in enumerate(SHAPE_CLASSES)
-        for index in range(per_class)
-    ]
+    if generator == "shapes_multilabel":
+        samples = _multilabel_samples(generator, image_size, seed, per_class)
+    else:
+        samples = [
+            Sample(
+                f"{generator}/{name}/{index:05d}",
+                label,
+                functools.partial(draw_shape_image, seed, label, index, image_size),
+            )
+            for label, name in enumerate(SHAPE_CLASSES)
+            for index in range(per_class)
+        ]
     banner = (
         f"SYNTHETIC data: {generator!r} generator, {len(SHAPE_CLASSES)} classes × "
         f"{per_class} images at {image_size} px, seed {seed} (not medical images)"
@@ -152,7 +164,21 @@ def read_synthetic(
         options={"generator": generator, "per_class": per_class, "version": SHAPES_VERSION},
         synthetic=True,
         banner=banner,
+        multilabel=generator == "shapes_multilabel",
     )
+
+
+def _multilabel_samples(generator: str, image_size: int, seed: int, per_class: int) -> list[Sample]:
+    """``shapes_multilabel``: each image holds 1-3 different shapes; its label is that set.
+    ``per_class × 4`` images in all (so each shape appears in about half of them)."""
+    rng = np.random.default_rng([seed, 1_000_003])
+    samples = []
+    for index in range(per_class * len(SHAPE_CLASSES)):
+        k = int(rng.integers(1, 4))
+        labels = tuple(sorted(int(c) for c in rng.choice(len(SHAPE_CLASSES), k, replace=False)))
+        draw = functools.partial(draw_shapes_image, seed, labels, index, image_size, 1_000_003)
+        samples.append(Sample(f"{generator}/{index:05d}", labels, draw))
+    return samples
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:

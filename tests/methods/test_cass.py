@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cass_hpc.methods.cass import CASS, cass_loss, spread
+from cass_hpc.methods.cass import CASS, CASSConfig, cass_loss, spread, variance_hinge
 from cass_hpc.models import ArmSpec, build_arm
 
 
@@ -66,3 +66,29 @@ def test_spread_is_zero_for_collapsed_outputs_and_positive_otherwise() -> None:
     same = torch.randn(1, 8).repeat(6, 1) * torch.arange(1, 7).view(6, 1)  # one direction
     assert spread(same) == pytest.approx(0.0, abs=1e-5)
     assert spread(torch.randn(64, 8)) > 1.0
+
+
+def test_head_activation_changes_the_loss() -> None:
+    torch.manual_seed(0)
+    cnn = build_arm(ArmSpec("resnet10t"), num_classes=8)
+    vit = build_arm(ArmSpec("vit_tiny_patch16_224", {"img_size": 32, "depth": 1}), num_classes=8)
+    images = torch.rand(4, 3, 32, 32)
+    losses = {
+        act: float(
+            CASS(cnn, vit, CASSConfig(head_activation=act)).training_step(images).loss.detach()
+        )
+        for act in ("none", "softmax", "sigmoid")
+    }
+    assert len({round(v, 6) for v in losses.values()}) == 3
+
+
+def test_variance_hinge_is_zero_for_spread_outputs_and_positive_when_collapsed() -> None:
+    assert float(variance_hinge(torch.randn(256, 8) * 3)) == pytest.approx(0.0, abs=1e-3)
+    assert float(variance_hinge(torch.ones(16, 8))) == pytest.approx(1.0, abs=0.02)
+
+
+def test_unknown_options_are_named() -> None:
+    with pytest.raises(ValueError, match="'tanh'"):
+        CASSConfig(head_activation="tanh")
+    with pytest.raises(ValueError, match="'magic'"):
+        CASSConfig(anti_collapse="magic")

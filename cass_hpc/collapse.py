@@ -1,0 +1,46 @@
+"""Collapse watch: a net whose outputs all point one way has learned nothing (CASS has no
+mechanism against it; from random init it happens). Fed each epoch's per-arm `spread`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+ACTIONS = ("warn", "stop")
+
+
+class CollapseError(RuntimeError):
+    """Pretraining stopped because a net's outputs collapsed (collapse_action=stop)."""
+
+
+@dataclass
+class CollapseMonitor:
+    threshold: float  # spread below this counts as collapsed
+    epochs: int  # consecutive epochs below the threshold before acting
+    action: str = "warn"  # warn: log loudly and record; stop: raise CollapseError
+    below: dict[str, int] = field(default_factory=dict)  # consecutive epochs below, per arm
+    warnings: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"collapse_action must be one of {ACTIONS}, got {self.action!r}")
+        if self.epochs < 1:
+            raise ValueError(f"collapse_epochs must be >= 1, got {self.epochs}")
+
+    def update(self, epoch: int, spreads: dict[str, float]) -> None:
+        """Record one epoch's spreads; warn once per arm, or raise, when an arm stays collapsed."""
+        for arm, value in spreads.items():
+            self.below[arm] = self.below.get(arm, 0) + 1 if value < self.threshold else 0
+            if self.below[arm] != self.epochs:
+                continue
+            message = (
+                f"COLLAPSE: the {arm} net's output spread has been below {self.threshold} for "
+                f"{self.epochs} epoch(s) (epoch {epoch}: {value:.4g}; 0 = every image maps to one "
+                "direction). Its fine-tuning starts from a degenerate representation; try "
+                "method.params.anti_collapse=center or variance, or local pretrained weights."
+            )
+            if self.action == "stop":
+                raise CollapseError(message + " Stopped (pretrain.collapse_action=stop).")
+            log.warning(message)
+            self.warnings.append(message)
