@@ -12,9 +12,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def run_module(*args: str, cwd: Path = REPO, timeout: float = 600) -> subprocess.CompletedProcess:
+def run_module(
+    *args: str, cwd: Path = REPO, timeout: float = 600, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     """Run ``python -m <args>`` as a user would, offline, and return the finished process."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**(env or os.environ), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", *args],
         cwd=cwd,

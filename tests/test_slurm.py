@@ -1,0 +1,72 @@
+"""A grid through a REAL SLURM cluster (slurmctld, slurmd, munge, slurmdbd + MariaDB) brought up
+on this machine by slurm/cluster.sh, and torn down leaving no daemon behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import REPO, run_module
+
+CLUSTER = REPO / "slurm" / "cluster.sh"
+DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
+
+
+def _can_run_slurm() -> str | None:
+    if os.geteuid() != 0 and shutil.which("slurmctld") is None:
+        return "needs root (to apt-get install SLURM and start its daemons)"
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        return "SLURM is not installed and there is no apt-get to install it"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    if reason := _can_run_slurm():
+        pytest.skip(reason)
+    state = tmp_path_factory.mktemp("slurm-state")
+    up = subprocess.run(
+        [str(CLUSTER), "up", str(state)], capture_output=True, text=True, timeout=600
+    )
+    assert up.returncode == 0, up.stdout[-2000:] + up.stderr[-2000:]
+    env = {**os.environ, "SLURM_CONF": str(state / "etc" / "slurm.conf")}
+    try:
+        yield env
+    finally:
+        pids = {d: (state / "run" / f"{d}.pid").read_text().strip() for d in DAEMONS
+                if (state / "run" / f"{d}.pid").exists()}  # fmt: skip
+        down = subprocess.run([str(CLUSTER), "down", str(state)], capture_output=True, text=True)
+        assert down.returncode == 0, down.stderr
+        alive = [d for d, pid in pids.items() if Path(f"/proc/{pid}").exists()]
+        assert not alive, f"daemons left running after down: {alive}"
+
+
+def test_a_grid_runs_through_real_slurm_as_a_job_array(
+    slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    proc = run_module(
+        "cass_hpc.run", "-m", "experiment=demo", "hydra/launcher=testcluster",
+        f"runs_dir={runs}", f"dataset.path={tiny_dataset}", "image_size=32", "seed=0",
+        "label_fraction=1.0", "pretrain.epochs=1", "pretrain.batch_size=8",
+        "finetune.max_epochs=1", "finetune.batch_size=8", env=slurm_env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in runs.rglob("results.json")]
+    assert {(r["method"], r["arm"]) for r in results} == {
+        ("cass", "cnn"),
+        ("cass", "vit"),
+        ("supervised", "cnn"),
+        ("supervised", "vit"),
+    }
+    # the cells really were SLURM jobs: accounting lists them as completed array tasks
+    sacct = subprocess.run(
+        ["sacct", "-n", "-X", "-o", "JobID,State"], capture_output=True, text=True, env=slurm_env
+    )
+    tasks = [line.split() for line in sacct.stdout.splitlines() if "_" in line.split()[0]]
+    assert len(tasks) >= 4 and all(state == "COMPLETED" for _, state in tasks)
