@@ -227,6 +227,7 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         train_labels=train.labels,
         cfg=cfg,
         accelerator=accelerator,
+        checkpoint=results_path.parent / "finetune_checkpoint.pt",
     )
     record = {
         "schema": RESULTS_SCHEMA,
@@ -250,5 +251,6 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     store.write_json(results_path, record)
+    (results_path.parent / "finetune_checkpoint.pt").unlink(missing_ok=True)  # done: not needed
     log.info("cell %s done: %s -> %s", key, result.metrics, results_path)
     return record

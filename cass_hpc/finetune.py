@@ -13,12 +13,14 @@ import copy
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
+from cass_hpc import rng, store
 from cass_hpc.losses import class_weights, focal_loss, sigmoid_focal_loss
 from cass_hpc.metrics import classification_metrics
 from cass_hpc.models import Arm
@@ -115,9 +117,13 @@ def finetune(
     train_labels: np.ndarray,
     cfg: FinetuneConfig,
     accelerator: Accelerator,
+    checkpoint: Path | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``arm`` (its head already ``num_classes`` wide) and evaluate it on ``test``.
-    ``train_labels`` are class indices, or multi-hot rows for a multi-label task."""
+    ``train_labels`` are class indices, or multi-hot rows for a multi-label task. With
+    ``checkpoint``, the state after every epoch is saved there (atomically) and a run that finds
+    it resumes after that epoch with every random state restored: the same result as a run
+    that was never interrupted."""
     if cfg.max_epochs < 1 or cfg.patience < 1:
         raise ValueError(f"finetune needs max_epochs, patience >= 1, got {cfg}")
     objective = Objective.for_labels(train_labels, num_classes, cfg)
@@ -128,9 +134,20 @@ def finetune(
 
     best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(arm.state_dict())
     history: list[dict[str, float]] = []
+    start_epoch, wall_before, stopped = 1, 0.0, False
+    if checkpoint is not None and checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        arm.load_state_dict(state["arm"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        best_loss, best_epoch, best_state = state["best_loss"], state["best_epoch"], state["best"]
+        history, wall_before, stopped = state["history"], state["wall_s"], state["stopped"]
+        rng.restore(state["rng"], train.generator)
+        start_epoch = state["epoch"] + 1
+        log.info("resuming fine-tuning from %s after epoch %d", checkpoint, state["epoch"])
     t0 = time.perf_counter()
-    epoch = 0
-    for epoch in range(1, cfg.max_epochs + 1):
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, 1 if stopped else cfg.max_epochs + 1):
         arm.train()
         total, steps = 0.0, 0
         for images, labels in train:
@@ -167,8 +184,22 @@ def finetune(
             best_state = copy.deepcopy(arm.state_dict())
         elif epoch - best_epoch >= cfg.patience:
             log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
+            stopped = True
+        if checkpoint is not None:
+            store.torch_save(
+                checkpoint,
+                {
+                    "epoch": epoch, "arm": arm.state_dict(), "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(), "best_loss": best_loss,
+                    "best_epoch": best_epoch, "best": best_state, "history": history,
+                    "wall_s": wall_before + time.perf_counter() - t0, "stopped": stopped,
+                    "rng": rng.capture(train.generator),
+                },
+            )  # fmt: skip
+        if stopped:
             break
-    wall_s = time.perf_counter() - t0
+    wall_s = wall_before + time.perf_counter() - t0
+    epoch = len(history)
 
     arm.load_state_dict(best_state)
     test_metrics = evaluate(arm, test, objective, accelerator)

@@ -23,7 +23,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
-from cass_hpc import store
+from cass_hpc import rng, store
 from cass_hpc.collapse import CollapseMonitor
 from cass_hpc.methods.base import PretrainMethod, Progress, Views
 from cass_hpc.methods.cass import spread
@@ -142,7 +142,9 @@ def pretrain(
                 averaged[a].load_state_dict(state["averaged"][a])
         result = PretrainResult(**state["result"])
         monitor.below, monitor.warnings = state["collapse_below"], result.collapse_warnings
-        torch.set_rng_state(state["rng"])
+        if accelerator.scaler is not None and state.get("scaler"):
+            accelerator.scaler.load_state_dict(state["scaler"])
+        rng.restore(state["rng"], loader.generator)  # same shuffles and augmentations onwards
         start_epoch = state["epoch"] + 1
         log.info("resuming pretraining from %s after epoch %d", ckpt_path, state["epoch"])
 
@@ -213,7 +215,8 @@ def pretrain(
                 "averaged": {a: m.state_dict() for a, m in averaged.items()},
                 "result": asdict(result),
                 "collapse_below": monitor.below,
-                "rng": torch.get_rng_state(),
+                "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None,
+                "rng": rng.capture(loader.generator),
             },
         )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, TensorDataset
@@ -54,3 +55,54 @@ def test_fine_tuning_learns_an_easy_task() -> None:
         accelerator=Accelerator(cpu=True),
     )
     assert result.metrics["balanced_accuracy"] > 0.6  # chance is 1/3
+
+
+class Interrupt(Exception):
+    """Stands in for a kill between epochs."""
+
+
+class DiesAtEpoch:
+    """A train loader that raises when its ``die_at``-th epoch starts (to simulate a kill)."""
+
+    def __init__(self, loader: DataLoader, die_at: int) -> None:
+        self.loader, self.die_at, self.epochs = loader, die_at, 0
+        self.generator = loader.generator
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        self.epochs += 1
+        if self.epochs == self.die_at:
+            raise Interrupt
+        return iter(self.loader)
+
+
+def shuffled(n: int, seed: int) -> tuple[DataLoader, np.ndarray]:
+    loader, labels = split(n, seed)
+    g = torch.Generator().manual_seed(7)
+    return DataLoader(loader.dataset, batch_size=8, shuffle=True, generator=g), labels
+
+
+def test_resume_after_an_interruption_gives_identical_metrics(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = FinetuneConfig(max_epochs=4, patience=4, lr=3e-3)
+    (val, _), (test, _) = split(12, 1), split(12, 2)
+
+    def run(train: DataLoader | DiesAtEpoch, labels: np.ndarray, ckpt):  # type: ignore[no-untyped-def]
+        torch.manual_seed(0)
+        arm = build_arm(ArmSpec("resnet10t"), num_classes=3)
+        return finetune(
+            arm, train, val, test, num_classes=3, train_labels=labels, cfg=cfg,
+            accelerator=Accelerator(cpu=True), checkpoint=ckpt,
+        )  # fmt: skip
+
+    train, labels = shuffled(24, 0)
+    reference = run(train, labels, tmp_path / "ref.pt")
+
+    train, labels = shuffled(24, 0)
+    with pytest.raises(Interrupt):
+        run(DiesAtEpoch(train, die_at=3), labels, tmp_path / "cut.pt")
+    assert torch.load(tmp_path / "cut.pt", weights_only=True)["epoch"] == 2
+    train, labels = shuffled(24, 0)
+    resumed = run(train, labels, tmp_path / "cut.pt")
+    assert resumed.metrics == reference.metrics
+    assert [h["train_loss"] for h in resumed.history] == [
+        h["train_loss"] for h in reference.history
+    ]

@@ -118,3 +118,43 @@ def test_paper_compat_accumulates_gradients_cycles_lr_per_batch_and_skips_swa(
     saved = torch.load(tmp_path / "compat" / "vit.pt", weights_only=True)
     last = compat.arms["vit"].net.state_dict()
     assert all(torch.equal(saved[k], last[k]) for k in last)  # SWA never applied
+
+
+class DiesAt(CASS):
+    """CASS that raises (like a kill) at the first step of ``epoch``."""
+
+    def __init__(self, base: CASS, epoch: int) -> None:
+        super().__init__(cnn=base.arms["cnn"], vit=base.arms["vit"])
+        self.die_epoch = epoch
+
+    def training_step(self, images, progress):  # type: ignore[no-untyped-def]
+        if progress.epoch == self.die_epoch:
+            raise KeyboardInterrupt
+        return super().training_step(images, progress)
+
+
+def shuffled_loader() -> DataLoader:
+    images = torch.rand(16, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    return DataLoader(
+        TensorDataset(images, torch.zeros(16)), batch_size=8, shuffle=True,
+        generator=torch.Generator().manual_seed(3),
+    )  # fmt: skip
+
+
+def test_resume_after_a_kill_between_epochs_gives_identical_weights(tmp_path: Path) -> None:
+    reference = pretrain(
+        tiny_cass(), shuffled_loader(), CFG, tmp_path / "ref", Accelerator(cpu=True)
+    )
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(
+            DiesAt(tiny_cass(), 3), shuffled_loader(), CFG, tmp_path / "cut", Accelerator(cpu=True)
+        )
+    torch.manual_seed(123)  # the new process starts from other random states; the checkpoint rules
+    resumed = pretrain(
+        tiny_cass(seed=9), shuffled_loader(), CFG, tmp_path / "cut", Accelerator(cpu=True)
+    )
+    assert resumed.loss == reference.loss and resumed.spread == reference.spread
+    for arm in ("cnn", "vit"):
+        ref = torch.load(tmp_path / "ref" / f"{arm}.pt", weights_only=True)
+        got = torch.load(tmp_path / "cut" / f"{arm}.pt", weights_only=True)
+        assert all(torch.equal(ref[k], got[k]) for k in ref), arm
