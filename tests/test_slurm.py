@@ -7,10 +7,13 @@ import json
 import os
 import shutil
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, run_module
 
 CLUSTER = REPO / "slurm" / "cluster.sh"
@@ -70,3 +73,45 @@ def test_a_grid_runs_through_real_slurm_as_a_job_array(
     )
     tasks = [line.split() for line in sacct.stdout.splitlines() if "_" in line.split()[0]]
     assert len(tasks) >= 4 and all(state == "COMPLETED" for _, state in tasks)
+
+
+def test_a_preempted_cell_is_requeued_and_resumes_to_identical_metrics(
+    slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cell = [f"dataset.path={tiny_dataset}", "image_size=32", "method=cass", "arm=vit",
+            "label_fraction=1.0", "seed=0", "threads=1", "pretrain.epochs=6",
+            "pretrain.batch_size=8", "finetune.max_epochs=2", "finetune.batch_size=8"]  # fmt: skip
+    ref = run_module(  # the same cell, uninterrupted, run locally
+        "cass_hpc.run", "experiment=demo", "hydra.mode=RUN", f"runs_dir={tmp_path / 'ref'}", *cell
+    )
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    (ref_path,) = (tmp_path / "ref").rglob("results.json")
+    reference = json.loads(ref_path.read_text())
+
+    runs = tmp_path / "slurm"
+    cmd = [sys.executable, "-m", "cass_hpc.run", "-m", "experiment=demo",
+           "hydra/launcher=testcluster", f"runs_dir={runs}", *cell]  # fmt: skip
+    launcher = subprocess.Popen(cmd, cwd=REPO, env=slurm_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        ckpts = list(runs.rglob("pretrain/*/checkpoint.pt"))
+        if ckpts and torch.load(ckpts[0], weights_only=True)["epoch"] >= 1:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("no pretraining checkpoint appeared")
+    job = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                         env=slurm_env).stdout.split()  # fmt: skip
+    assert len(job) == 1, job
+    subprocess.run(["scancel", "--signal=USR2", job[0]], check=True, env=slurm_env)
+    out, _ = launcher.communicate(timeout=600)
+    assert launcher.returncode == 0, out[-3000:]
+
+    (path,) = runs.rglob("results.json")
+    resumed = json.loads(path.read_text())
+    assert resumed["metrics"] == reference["metrics"]
+    assert resumed["pretrain"]["loss"] == reference["pretrain"]["loss"]
+    sacct = ["sacct", "-D", "-n", "-X", "-j", job[0].split("_")[0], "-o", "State"]
+    history = subprocess.run(sacct, capture_output=True, text=True, env=slurm_env).stdout.split()
+    assert "REQUEUED" in history and history[-1] == "COMPLETED", history
