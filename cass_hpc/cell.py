@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader, Dataset
 
-from cass_hpc import store
+from cass_hpc import jobstate, store
 from cass_hpc.data.dataset import ShardDataset
 from cass_hpc.data.shards import Manifest, read_manifest
 from cass_hpc.data.splits import label_fraction_indices
@@ -171,8 +171,12 @@ def run_pretraining(
     return out_dir, {"key": key, "arms": sorted(arms), **store.read_json(done)}
 
 
-def run_cell(spec: CellSpec) -> dict[str, Any]:
-    """Run one cell end to end and return its results (also written to results.json)."""
+def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Run one cell end to end and return its results (also written to results.json).
+
+    Its job state (running / done / failed, attempt, job id, log) goes to ``state.json`` beside
+    the results, with ``overrides`` (the command-line overrides that made the cell) if given.
+    """
     if spec.arm not in spec.arms:
         raise ValueError(f"arm {spec.arm!r} is not in the backbone pair {sorted(spec.arms)}")
     if spec.method != "supervised" and spec.method not in PRETRAIN_METHODS:
@@ -187,7 +191,19 @@ def run_cell(spec: CellSpec) -> dict[str, Any]:
     if results_path.exists():
         log.info("cell %s already done: %s", key, results_path)
         return store.read_json(results_path)
+    cell = results_path.parent
+    jobstate.record(cell, "running", overrides=overrides, **jobstate.runtime())
+    try:
+        record = _run(spec, manifest, key, results_path)
+    except Exception as err:  # recorded, then re-raised; a preemption (SystemExit) is not a failure
+        last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+        jobstate.record(cell, "failed", error=f"{type(err).__name__}: {last}")
+        raise
+    jobstate.record(cell, "done")
+    return record
 
+
+def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> dict[str, Any]:
     accelerator = make_accelerator(spec)
     pretrain_record = None
     arm_spec = spec.arms[spec.arm]

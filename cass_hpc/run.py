@@ -65,7 +65,8 @@ def spec_from_config(cfg: DictConfig) -> CellSpec:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
-        record = run_cell(spec_from_config(cfg))
+        overrides = list(HydraConfig.get().overrides.task)
+        record = run_cell(spec_from_config(cfg), overrides=overrides)
     except (ValueError, MissingMandatoryValue) as err:
         log.error("error: %s", err)
         if HydraConfig.get().mode == RunMode.MULTIRUN:

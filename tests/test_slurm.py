@@ -74,6 +74,14 @@ def test_a_grid_runs_through_real_slurm_as_a_job_array(
     tasks = [line.split() for line in sacct.stdout.splitlines() if "_" in line.split()[0]]
     assert len(tasks) >= 4 and all(state == "COMPLETED" for _, state in tasks)
 
+    # re-running the finished grid trains nothing: every cell is found done and left as it was
+    before = {p: p.stat().st_mtime_ns for p in runs.rglob("results.json")}
+    again = run_module(*proc.args[2:], env=slurm_env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in runs.rglob("results.json")} == before
+    logs = "".join(p.read_text() for p in runs.rglob("*_log.out"))
+    assert logs.count("already done") >= 4 and "pretrain cass epoch" in logs
+
 
 def test_a_preempted_cell_is_requeued_and_resumes_to_identical_metrics(
     slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
@@ -115,3 +123,29 @@ def test_a_preempted_cell_is_requeued_and_resumes_to_identical_metrics(
     sacct = ["sacct", "-D", "-n", "-X", "-j", job[0].split("_")[0], "-o", "State"]
     history = subprocess.run(sacct, capture_output=True, text=True, env=slurm_env).stdout.split()
     assert "REQUEUED" in history and history[-1] == "COMPLETED", history
+
+
+def test_status_reports_a_cancelled_cell_while_the_others_finish(
+    slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "cass_hpc.run", "-m", "experiment=demo",
+           "hydra/launcher=testcluster", f"runs_dir={runs}", f"dataset.path={tiny_dataset}",
+           "image_size=32", "method=supervised", "label_fraction=1.0", "seed=0", "threads=1",
+           "finetune.max_epochs=40", "finetune.patience=40", "finetune.batch_size=8"]  # fmt: skip
+    launcher = subprocess.Popen(cmd, cwd=REPO, env=slurm_env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(runs.rglob("state.json"))) < 2:
+        time.sleep(0.2)
+    jobs = sorted(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
+                                 env=slurm_env).stdout.split())  # fmt: skip
+    assert len(jobs) == 2, jobs
+    subprocess.run(["scancel", jobs[0]], check=True, env=slurm_env)
+    launcher.communicate(timeout=600)  # the launcher returns once both jobs have ended
+    while time.monotonic() < deadline and not list(runs.rglob("results.json")):
+        time.sleep(0.5)  # the other cell goes on to finish
+
+    status = run_module("cass_hpc.status", str(runs / "demo"), env=slurm_env)
+    assert status.returncode == 1, status.stdout
+    assert "1 cancelled" in status.stdout and "1 done" in status.stdout, status.stdout

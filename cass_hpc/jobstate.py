@@ -1,0 +1,43 @@
+"""What a cell's job is doing, written by the job itself into ``<cell dir>/state.json`` (running,
+done, failed, with its attempt, job id, host, pid and log), read by ``cass_hpc.status``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from cass_hpc import store
+
+STATE_FILE = "state.json"
+
+
+def runtime() -> dict[str, Any]:
+    """Where this job runs: SLURM job id and restart count if under SLURM, else host and pid."""
+    job_id = os.environ.get("SLURM_ARRAY_JOB_ID")
+    if job_id and os.environ.get("SLURM_ARRAY_TASK_ID"):
+        job_id = f"{job_id}_{os.environ['SLURM_ARRAY_TASK_ID']}"
+    log = None
+    try:  # inside a submitit job: its stdout file is the log a user wants
+        import submitit
+
+        log = str(submitit.JobEnvironment().paths.stdout)
+    except RuntimeError:
+        pass
+    return {
+        "slurm_job_id": job_id or os.environ.get("SLURM_JOB_ID"),
+        "attempt": int(os.environ.get("SLURM_RESTART_COUNT", "0")) + 1,
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "log": log,
+    }
+
+
+def record(cell_dir: Path, state: str, **fields: Any) -> None:
+    """Atomically (re)write the cell's state, keeping what earlier calls recorded."""
+    path = cell_dir / STATE_FILE
+    previous = store.read_json(path) if path.exists() else {}
+    now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    store.write_json(path, {**previous, **fields, "state": state, "updated": now})

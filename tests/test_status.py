@@ -1,0 +1,60 @@
+"""python -m cass_hpc.status: done / running / requeued / failed / missing, from real files."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cloudpickle
+from submitit.core.utils import DelayedSubmission
+
+from cass_hpc import store
+from cass_hpc.status import main, status_rows
+
+
+def cell(root: Path, name: str, results: bool = False, **state: object) -> None:
+    d = root / "cells" / name
+    d.mkdir(parents=True)
+    if state:
+        store.write_json(d / "state.json", state)
+    if results:
+        store.write_json(d / "results.json", {"key": name})
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_each_cell_gets_its_status_with_the_error_line_and_log(tmp_path: Path) -> None:
+    here = {"host": socket.gethostname(), "log": "/logs/x.out"}
+    cell(tmp_path, "a-done", results=True, state="done", overrides=["seed=0"])
+    cell(tmp_path, "b-failed", state="failed", error="ShardError: shard corrupt", **here)
+    cell(tmp_path, "c-running", state="running", pid=os.getpid(), attempt=1, **here)
+    cell(tmp_path, "d-requeued", state="running", pid=os.getpid(), attempt=2, **here)
+    cell(tmp_path, "e-killed", state="running", pid=dead_pid(), attempt=1, **here)
+    folder = tmp_path / "hydra" / "t" / ".submitit" / "7"
+    folder.mkdir(parents=True)
+    for n, overrides in enumerate((["seed=0"], ["seed=1"])):
+        with open(folder / f"7_{n}_submitted.pkl", "wb") as handle:
+            cloudpickle.dump(DelayedSubmission(print, overrides), handle)
+
+    rows = {r["cell"]: r for r in status_rows(tmp_path)}
+    assert {name: r["status"] for name, r in rows.items()} == {
+        "a-done": "done", "b-failed": "failed", "c-running": "running",
+        "d-requeued": "requeued", "e-killed": "failed", "seed=1": "missing",
+    }  # fmt: skip
+    assert rows["b-failed"]["error"] == "ShardError: shard corrupt"
+    assert rows["b-failed"]["log"] == "/logs/x.out"
+    assert "is gone" in rows["e-killed"]["error"]
+    assert main([str(tmp_path)]) == 1  # a failure makes the exit code non-zero
+
+
+def test_a_clean_grid_exits_zero_and_a_non_store_exits_two(tmp_path: Path) -> None:
+    cell(tmp_path, "a", results=True)
+    assert main([str(tmp_path)]) == 0
+    assert main([str(tmp_path / "nope")]) == 2
