@@ -204,23 +204,32 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
 
 
 def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> dict[str, Any]:
-    accelerator = make_accelerator(spec)
-    pretrain_record = None
-    arm_spec = spec.arms[spec.arm]
-    if spec.pretrain is not None:
-        artifact_dir, pretrain_record = run_pretraining(spec, manifest, accelerator)
-        arm_spec = dataclasses.replace(arm_spec, pretrained=str(artifact_dir / f"{spec.arm}.pt"))
-
-    set_seed(spec.seed)
-    net = build_arm(arm_spec, num_classes=manifest.num_classes)
+    # the labelled subset first: a class too small for the fraction fails before any pretraining
     train_all = ShardDataset(manifest, "train", paper_augmentation(spec.image_size))
     indices = label_fraction_indices(
         train_all.labels, spec.label_fraction, spec.seed, manifest.num_classes
     )
-    if pretrain_record and pretrain_record.get("collapse_warnings"):
+    if spec.image_size != manifest.image_size:
         log.warning(
-            "fine-tuning from a collapsed pretraining: %s", pretrain_record["collapse_warnings"]
-        )
+            "images stored at %d px are resized to image_size=%d px for this run",
+            manifest.image_size, spec.image_size,
+        )  # fmt: skip
+    accelerator = make_accelerator(spec)
+    pretrain_record = None
+    warnings: list[str] = []
+    arm_spec = spec.arms[spec.arm]
+    if spec.pretrain is not None:
+        artifact_dir, pretrain_record = run_pretraining(spec, manifest, accelerator)
+        arm_spec = dataclasses.replace(arm_spec, pretrained=str(artifact_dir / f"{spec.arm}.pt"))
+        # only the warnings about the net this cell fine-tunes
+        warnings = [
+            w for w in pretrain_record.get("collapse_warnings", []) if f"the {spec.arm} net" in w
+        ]
+        for warning in warnings:
+            log.warning("fine-tuning from a collapsed pretraining: %s", warning)
+
+    set_seed(spec.seed)
+    net = build_arm(arm_spec, num_classes=manifest.num_classes)
     train = ShardDataset(manifest, "train", paper_augmentation(spec.image_size), indices)
     val = ShardDataset(manifest, "val", eval_transform(spec.image_size))
     test = ShardDataset(manifest, "test", eval_transform(spec.image_size))
@@ -261,7 +270,7 @@ def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> di
         "metrics": result.metrics,
         "finetune": {k: v for k, v in dataclasses.asdict(result).items() if k != "metrics"},
         "pretrain": pretrain_record,
-        "warnings": list(pretrain_record.get("collapse_warnings", [])) if pretrain_record else [],
+        "warnings": warnings,
         "precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

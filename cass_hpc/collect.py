@@ -162,6 +162,15 @@ def collect(
         console.print("no results with pretraining yet", markup=False)
         timing_markdown.append("No results with pretraining yet.")
 
+    collapsed = frame[frame["collapsed"]].groupby(["dataset", "method", "arm", "backbone"])
+    for (dataset, method, arm, backbone), part in collapsed:
+        line = (
+            f"COLLAPSE: {dataset}: {method} · {arm} ({backbone}) — {len(part)} cell(s) fine-tuned "
+            f"from a collapsed pretraining (output spread ≈ 0; see results.json 'warnings')"
+        )
+        console.print(line, style="bold red", markup=False, soft_wrap=True)
+        markdown.append(f"**{line}**")
+
     skipped = len(paths) - len(records)
     counts = f"{len(frame)} cell result(s) from {len(paths)} results.json ({skipped} skipped)"
     console.print(f"collected {counts}", markup=False)

@@ -52,6 +52,7 @@ class PretrainConfig:
     collapse_threshold: float = 0.1  # spread below this counts as collapsed
     collapse_epochs: int = 2  # consecutive collapsed epochs before collapse_action
     collapse_action: str = "warn"  # warn (record + loud log) | stop (fail the job)
+    keep_checkpoint: bool = False  # keep checkpoint.pt once done (it holds optimiser state: GBs)
     # The released notebooks' behaviour: no zero_grad (gradients accumulate), SWA never applied,
     # cosine stepped per batch (LR cycles every 2·t_max steps). For comparison only.
     paper_compat: bool = False
@@ -229,4 +230,6 @@ def pretrain(
             final = averaged[a].module
         store.torch_save(out_dir / f"{a}.pt", final.net.state_dict())
     store.write_json(out_dir / "pretrain.json", asdict(result))
+    if not cfg.keep_checkpoint:
+        ckpt_path.unlink(missing_ok=True)  # pretrain.json marks it done; the weights are saved
     return result

@@ -41,6 +41,13 @@ def spec_from_config(cfg: DictConfig) -> CellSpec:
     if c["paper_compat"]:  # the released notebooks' quirks (PAPER.md), for comparison only
         pretrain["paper_compat"] = True
         finetune["class_weights"] = "frequency"
+    try:
+        return _cell_spec(c, model, pretrain, finetune)
+    except TypeError as err:  # an unknown key in a config node (e.g. pretrain.epoch=1)
+        raise ValueError(f"{err}; see python -m cass_hpc.run --help for the keys") from None
+
+
+def _cell_spec(c: dict, model: dict, pretrain: dict, finetune: dict) -> CellSpec:
     return CellSpec(
         experiment=c["experiment_name"],
         store_root=Path(to_absolute_path(c["runs_dir"])) / c["experiment_name"],
@@ -68,6 +75,11 @@ def main(cfg: DictConfig) -> float:
         overrides = list(HydraConfig.get().overrides.task)
         record = run_cell(spec_from_config(cfg), overrides=overrides)
     except (ValueError, MissingMandatoryValue) as err:
+        if isinstance(err, MissingMandatoryValue):
+            key = getattr(err, "full_key", "?")
+            err = ValueError(
+                f"{key} is not set; pass {key}=... (see python -m cass_hpc.run --help)"
+            )
         log.error("error: %s", err)
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # the launcher records the cell as failed, with this message in its log

@@ -104,6 +104,8 @@ def parse_record(raw: object) -> dict[str, object]:
             raise RecordError(f"metric {name!r} must be a number or null, got {value!r}")
         record[METRIC_PREFIX + name] = math.nan if value is None else float(value)
     record["synthetic"] = bool(raw.get("synthetic", False))
+    warnings = raw.get("warnings") or []
+    record["collapsed"] = any("COLLAPSE" in str(w) for w in warnings)  # its net had collapsed
     record.update(_parse_pretrain(raw.get("pretrain"), str(record["method"])))
     return record
 

@@ -186,7 +186,9 @@ def pack(
                     array = _decode(sample, image_size)
                 except ImageDecodeError as err:
                     if not skip_bad:
-                        raise
+                        raise ImageDecodeError(
+                            f"{err} — fix or remove it, or pass --skip-bad to leave it out"
+                        ) from err
                     writer.skip(sample.sample_id, str(err))
                 else:
                     writer.add(splits[index], array, sample.label, sample.sample_id)

@@ -302,3 +302,12 @@ def test_synthetic_results_are_marked_in_the_title(tmp_path: Path) -> None:
     write_tree(tmp_path, [result("c") | {"synthetic": True}])
     assert main([str(tmp_path)]) == 0
     assert "SYNTHETIC" in (tmp_path / "summary" / "results.md").read_text()
+
+
+def test_cells_from_a_collapsed_pretraining_are_called_out(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    warning = "COLLAPSE: the vit net's output spread has been below 0.1 for 2 epoch(s)"
+    write_tree(tmp_path, [result("c1", arm="vit") | {"warnings": [warning]}, result("c2")])
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "COLLAPSE" in out and "1 cell(s)" in out
+    assert "COLLAPSE" in (tmp_path / "summary" / "results.md").read_text()

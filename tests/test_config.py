@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -39,3 +40,16 @@ def test_paper_pair_is_one_switch_away_and_builds_for_384_px() -> None:
     vit = build_arm(spec.arms["vit"], num_classes=spec.out_dim)
     with torch.no_grad():
         assert vit(torch.rand(1, 3, 384, 384)).shape == (1, 1000)
+
+
+PAIRS = sorted(p.stem for p in (Path(CONF) / "model").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("pair", PAIRS)
+def test_every_backbone_pair_composes_and_builds(pair: str) -> None:
+    """The cheap CI guard for ablation_pairs (its full smoke multirun is `make test-slow`)."""
+    spec = compose_spec(f"model={pair}", "image_size=64")
+    for arm in spec.arms.values():
+        net = build_arm(arm, num_classes=3)
+        with torch.no_grad():
+            assert net(torch.rand(1, 3, 64, 64)).shape == (1, 3)

@@ -15,7 +15,7 @@ from cass_hpc.methods.cass import CASS
 from cass_hpc.models import ArmSpec, build_arm
 from cass_hpc.pretrain import NonFiniteLossError, PretrainConfig, pretrain
 
-CFG = PretrainConfig(epochs=3, batch_size=8, swa_start=0.3)
+CFG = PretrainConfig(epochs=3, batch_size=8, swa_start=0.3, keep_checkpoint=True)
 
 
 def tiny_cass(seed: int = 0) -> CASS:

@@ -43,7 +43,13 @@ def test_every_experiment_is_covered() -> None:
     assert {"demo", "paper", "ablation_pairs", "anti_collapse"} <= set(EXPERIMENTS)
 
 
-@pytest.mark.parametrize("experiment", EXPERIMENTS)
+SLOW = {"ablation_pairs"}  # ViT-L, ResNet-200, DenseNet-161, Swin-B: ~2 min; make test-slow
+
+
+@pytest.mark.parametrize(
+    "experiment",
+    [pytest.param(e, marks=pytest.mark.slow) if e in SLOW else e for e in EXPERIMENTS],
+)
 def test_experiment_grid_runs_at_a_tiny_budget(
     experiment: str, tiny_dataset: Path, tmp_path: Path
 ) -> None:
