@@ -42,7 +42,7 @@ benchmark-local: install  ## the same grid shrunk (synthetic data, 2 seeds, tiny
 	$(PY) -m preprocess synthetic shapes $(DEMO_DATA) --image-size 64 --per-class 150 --overwrite
 	SLURM_CONF=$(SLURM_STATE)/etc/slurm.conf $(PY) -m cass_hpc.run --multirun experiment=paper \
 	  hydra/launcher=testcluster runs_dir=$(RUNS)/local dataset.path=$(DEMO_DATA) seed=0,1 \
-	  pretrain.epochs=2 finetune.max_epochs=3 \
+	  pretrain.epochs=1 finetune.max_epochs=2 \
 	  || { SLURM_CONF=$(SLURM_STATE)/etc/slurm.conf $(PY) -m cass_hpc.status $(RUNS)/local/paper; exit 1; }
 	$(PY) -m cass_hpc.collect $(RUNS)/local/paper
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -183,8 +184,11 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
         raise ValueError(
             f"unknown method {spec.method!r}; choose from {['supervised', *PRETRAIN_METHODS]}"
         )
-    if spec.threads:
-        torch.set_num_threads(spec.threads)
+    # threads: as configured, else the cores SLURM gave the job (torch would take every core of
+    # the node and, with other jobs beside it, oversubscribe them many times over)
+    threads = spec.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
+    if threads:
+        torch.set_num_threads(threads)
     manifest = read_manifest(spec.dataset_path, verify=spec.verify_shards)
     key = cell_key(spec, manifest)
     results_path = cell_dir(spec, key) / "results.json"
