@@ -225,10 +225,8 @@ def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> di
     if spec.pretrain is not None:
         artifact_dir, pretrain_record = run_pretraining(spec, manifest, accelerator)
         arm_spec = dataclasses.replace(arm_spec, pretrained=str(artifact_dir / f"{spec.arm}.pt"))
-        # only the warnings about the net this cell fine-tunes
-        warnings = [
-            w for w in pretrain_record.get("collapse_warnings", []) if f"the {spec.arm} net" in w
-        ]
+        collapsed = pretrain_record.get("collapsed", {})  # only the net this cell fine-tunes
+        warnings = [collapsed[spec.arm]] if spec.arm in collapsed else []
         for warning in warnings:
             log.warning("fine-tuning from a collapsed pretraining: %s", warning)
 

@@ -20,7 +20,7 @@ class CollapseMonitor:
     epochs: int  # consecutive epochs below the threshold before acting
     action: str = "warn"  # warn: log loudly and record; stop: raise CollapseError
     below: dict[str, int] = field(default_factory=dict)  # consecutive epochs below, per arm
-    warnings: list[str] = field(default_factory=list)
+    collapsed: dict[str, str] = field(default_factory=dict)  # arm -> its warning, once per arm
 
     def __post_init__(self) -> None:
         if self.action not in ACTIONS:
@@ -43,4 +43,8 @@ class CollapseMonitor:
             if self.action == "stop":
                 raise CollapseError(message + " Stopped (pretrain.collapse_action=stop).")
             log.warning(message)
-            self.warnings.append(message)
+            self.collapsed[arm] = message
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.collapsed.values())

@@ -79,6 +79,7 @@ class PretrainResult:
     epoch_s: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)  # learning rate after each epoch's schedule steps
     collapse_warnings: list[str] = field(default_factory=list)
+    collapsed: dict[str, str] = field(default_factory=dict)  # arm -> its collapse warning
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -142,7 +143,7 @@ def pretrain(
             if a in averaged:
                 averaged[a].load_state_dict(state["averaged"][a])
         result = PretrainResult(**state["result"])
-        monitor.below, monitor.warnings = state["collapse_below"], result.collapse_warnings
+        monitor.below, monitor.collapsed = state["collapse_below"], dict(result.collapsed)
         if accelerator.scaler is not None and state.get("scaler"):
             accelerator.scaler.load_state_dict(state["scaler"])
         rng.restore(state["rng"], loader.generator)  # same shuffles and augmentations onwards
@@ -205,7 +206,7 @@ def pretrain(
             result.lr[-1], epoch_s,
         )  # fmt: skip
         monitor.update(epoch, epoch_spread)  # may raise CollapseError (collapse_action=stop)
-        result.collapse_warnings = monitor.warnings
+        result.collapsed, result.collapse_warnings = dict(monitor.collapsed), monitor.warnings
         store.torch_save(
             ckpt_path,
             {
