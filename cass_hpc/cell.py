@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from torch.utils.data import DataLoader, Dataset
 
 from cass_hpc import jobstate, store
 from cass_hpc.data.dataset import ShardDataset
+from cass_hpc.data.loader import make_loader, mix_seed
 from cass_hpc.data.shards import Manifest, read_manifest
 from cass_hpc.data.splits import label_fraction_indices
 from cass_hpc.data.transforms import eval_transform, paper_augmentation
@@ -76,22 +76,6 @@ def make_accelerator(spec: CellSpec) -> Accelerator:
     use_cpu = spec.device == "cpu" or (spec.device == "auto" and not torch.cuda.is_available())
     device = torch.device("cpu" if use_cpu else "cuda")
     return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec.precision, device))
-
-
-def make_loader(
-    dataset: Dataset, batch_size: int, *, train: bool, seed: int, workers: int
-) -> DataLoader:
-    n = len(dataset)  # type: ignore[arg-type]
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        shuffle=train,
-        # a trailing batch of one breaks BatchNorm in training mode
-        drop_last=train and n > batch_size and n % batch_size == 1,
-        num_workers=workers,
-        persistent_workers=workers > 0,
-        generator=torch.Generator().manual_seed(seed),
-    )
 
 
 def dataset_identity(manifest: Manifest) -> dict[str, Any]:
@@ -236,6 +220,7 @@ def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> di
     val = ShardDataset(manifest, "val", eval_transform(spec.image_size))
     test = ShardDataset(manifest, "test", eval_transform(spec.image_size))
     cfg, workers = spec.finetune, spec.finetune.num_workers
+    seed = mix_seed(spec.seed, 1)  # fine-tuning's own augmentation and order draws
     log.info(
         "fine-tuning %s/%s at label fraction %g: %d train, %d val, %d test images",
         spec.method,
@@ -247,9 +232,9 @@ def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> di
     )
     result = finetune(
         net,
-        make_loader(train, cfg.batch_size, train=True, seed=spec.seed, workers=workers),
-        make_loader(val, cfg.batch_size, train=False, seed=spec.seed, workers=workers),
-        make_loader(test, cfg.batch_size, train=False, seed=spec.seed, workers=workers),
+        make_loader(train, cfg.batch_size, train=True, seed=seed, workers=workers),
+        make_loader(val, cfg.batch_size, train=False, seed=seed, workers=workers),
+        make_loader(test, cfg.batch_size, train=False, seed=seed, workers=workers),
         num_classes=manifest.num_classes,
         train_labels=train.labels,
         cfg=cfg,

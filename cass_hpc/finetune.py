@@ -20,7 +20,8 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from cass_hpc import rng, store
+from cass_hpc import preempt, rng, store
+from cass_hpc.data.loader import set_position
 from cass_hpc.losses import class_weights, focal_loss, sigmoid_focal_loss
 from cass_hpc.metrics import classification_metrics
 from cass_hpc.models import Arm
@@ -123,7 +124,7 @@ def finetune(
     ``train_labels`` are class indices, or multi-hot rows for a multi-label task. With
     ``checkpoint``, the state after every epoch is saved there (atomically) and a run that finds
     it resumes after that epoch with every random state restored: the same result as a run
-    that was never interrupted."""
+    that was never interrupted. SIGUSR2 (SLURM's warning) saves at the next step boundary."""
     if cfg.max_epochs < 1 or cfg.patience < 1:
         raise ValueError(f"finetune needs max_epochs, patience >= 1, got {cfg}")
     objective = Objective.for_labels(train_labels, num_classes, cfg)
@@ -134,7 +135,8 @@ def finetune(
 
     best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(arm.state_dict())
     history: list[dict[str, float]] = []
-    start_epoch, wall_before, stopped = 1, 0.0, False
+    start_epoch, start_step, wall_before, stopped = 1, 0, 0.0, False
+    partial: dict | None = None
     if checkpoint is not None and checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         arm.load_state_dict(state["arm"])
@@ -143,61 +145,76 @@ def finetune(
         best_loss, best_epoch, best_state = state["best_loss"], state["best_epoch"], state["best"]
         history, wall_before, stopped = state["history"], state["wall_s"], state["stopped"]
         rng.restore(state["rng"], train.generator)
-        start_epoch = state["epoch"] + 1
-        log.info("resuming fine-tuning from %s after epoch %d", checkpoint, state["epoch"])
+        partial = state.get("partial")  # saved mid-epoch (SIGUSR2): that epoch, from its step
+        start_epoch = state["epoch"] if partial else state["epoch"] + 1
+        start_step = partial["step"] if partial else 0
+        log.info("resuming fine-tuning from %s at epoch %d, step %d", checkpoint, start_epoch,
+                 start_step + 1)  # fmt: skip
     t0 = time.perf_counter()
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, 1 if stopped else cfg.max_epochs + 1):
-        arm.train()
-        total, steps = 0.0, 0
-        for images, labels in train:
-            optimizer.zero_grad(set_to_none=True)
-            with accelerator.autocast():
-                logits = arm(images.to(device))
-            loss = objective.loss(logits, labels.to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"fine-tuning loss is {float(loss.detach())} at epoch {epoch}"
-                )
-            accelerator.backward(loss)
-            optimizer.step()
-            total, steps = total + float(loss.detach()), steps + 1
-        scheduler.step()
-        val_metrics = evaluate(arm, val, objective, accelerator)
-        history.append(
+
+    def save(epoch: int, partial: dict | None = None) -> None:
+        if checkpoint is None:
+            return
+        store.torch_save(
+            checkpoint,
             {
-                "epoch": epoch,
-                "train_loss": total / max(steps, 1),
-                **{f"val_{k}": v for k, v in val_metrics.items()},
-            }
-        )
-        log.info(
-            "finetune epoch %d/%d train_loss %.4f val_loss %.4f val_macro_f1 %.4f",
-            epoch,
-            cfg.max_epochs,
-            history[-1]["train_loss"],
-            val_metrics["loss"],
-            val_metrics["macro_f1"],
-        )
-        if val_metrics["loss"] < best_loss:
-            best_loss, best_epoch = val_metrics["loss"], epoch
-            best_state = copy.deepcopy(arm.state_dict())
-        elif epoch - best_epoch >= cfg.patience:
-            log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
-            stopped = True
-        if checkpoint is not None:
-            store.torch_save(
-                checkpoint,
+                "epoch": epoch, "partial": partial, "arm": arm.state_dict(),
+                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "best_loss": best_loss, "best_epoch": best_epoch, "best": best_state,
+                "history": history, "wall_s": wall_before + time.perf_counter() - t0,
+                "stopped": stopped, "rng": rng.capture(train.generator),
+            },
+        )  # fmt: skip
+
+    with preempt.guard():
+        for epoch in range(start_epoch, 1 if stopped else cfg.max_epochs + 1):
+            arm.train()
+            resumable = set_position(train, epoch, start_step) and checkpoint is not None
+            sums = partial or {"step": 0, "total": 0.0}
+            total, steps = sums["total"], sums["step"]
+            for step, (images, labels) in enumerate(train, start=start_step + 1):
+                optimizer.zero_grad(set_to_none=True)
+                with accelerator.autocast():
+                    logits = arm(images.to(device))
+                loss = objective.loss(logits, labels.to(device))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"fine-tuning loss is {float(loss.detach())} at epoch {epoch}, step {step}"
+                    )
+                accelerator.backward(loss)
+                optimizer.step()
+                total, steps = total + float(loss.detach()), steps + 1
+                if preempt.requested():
+                    if resumable and step < len(train):
+                        save(epoch, {"step": step, "total": total})
+                        log.warning("saved fine-tuning at epoch %d, step %d", epoch, step)
+                    preempt.hand_over()  # else the last epoch's checkpoint stands
+            start_step, partial = 0, None
+            scheduler.step()
+            val_metrics = evaluate(arm, val, objective, accelerator)
+            history.append(
                 {
-                    "epoch": epoch, "arm": arm.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "best_loss": best_loss,
-                    "best_epoch": best_epoch, "best": best_state, "history": history,
-                    "wall_s": wall_before + time.perf_counter() - t0, "stopped": stopped,
-                    "rng": rng.capture(train.generator),
-                },
+                    "epoch": epoch,
+                    "train_loss": total / max(steps, 1),
+                    **{f"val_{k}": v for k, v in val_metrics.items()},
+                }
+            )
+            log.info(
+                "finetune epoch %d/%d train_loss %.4f val_loss %.4f val_macro_f1 %.4f",
+                epoch, cfg.max_epochs, history[-1]["train_loss"], val_metrics["loss"],
+                val_metrics["macro_f1"],
             )  # fmt: skip
-        if stopped:
-            break
+            if val_metrics["loss"] < best_loss:
+                best_loss, best_epoch = val_metrics["loss"], epoch
+                best_state = copy.deepcopy(arm.state_dict())
+            elif epoch - best_epoch >= cfg.patience:
+                log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
+                stopped = True
+            save(epoch)
+            if preempt.requested():  # USR2 during the last step or the validation pass
+                preempt.hand_over()
+            if stopped:
+                break
     wall_s = wall_before + time.perf_counter() - t0
     epoch = len(history)
 

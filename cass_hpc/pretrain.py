@@ -23,9 +23,10 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
-from cass_hpc import rng, store
+from cass_hpc import preempt, rng, store
 from cass_hpc.collapse import CollapseMonitor
-from cass_hpc.methods.base import PretrainMethod, Progress, Views
+from cass_hpc.data.loader import set_position
+from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput, Views
 from cass_hpc.methods.cass import spread
 from cass_hpc.optim import build_optimizer, cosine_factor
 
@@ -94,6 +95,34 @@ def _to(views: Views, device: torch.device) -> Views:
     return views.to(device, non_blocking=True)
 
 
+def _step(
+    method: PretrainMethod,
+    views: Views,
+    progress: Progress,
+    optimizers: dict[str, torch.optim.Optimizer],
+    arms: dict[str, nn.Module],
+    cfg: PretrainConfig,
+    accelerator: Accelerator,
+) -> StepOutput:
+    """One optimisation step of every net on one batch of views."""
+    views = _to(views, accelerator.device)
+    if not cfg.paper_compat:  # the notebooks never zeroed gradients
+        for opt in optimizers.values():
+            opt.zero_grad(set_to_none=True)
+    with accelerator.autocast():
+        out = method.training_step(views, progress)
+    if not torch.isfinite(out.loss):
+        return out  # the caller reports it, before any weight changes
+    accelerator.backward(out.loss)
+    method.before_optimizer_step(progress)
+    for a, opt in optimizers.items():
+        if cfg.clip_grad is not None:
+            accelerator.clip_grad_norm_(arms[a].parameters(), cfg.clip_grad)
+        opt.step()
+    method.after_optimizer_step(progress)
+    return out
+
+
 def pretrain(
     method: PretrainMethod,
     loader: DataLoader,
@@ -104,8 +133,10 @@ def pretrain(
     """Run (or resume) pretraining in ``out_dir``; write ``<arm>.pt`` per trained net and
     ``pretrain.json``, and return the record.
 
-    A checkpoint is written atomically after every epoch; if ``out_dir/checkpoint.pt`` exists the
-    run resumes after its epoch.
+    A checkpoint is written atomically after every epoch, and at the next step boundary when
+    SLURM sends SIGUSR2 (time limit, preemption; see ``preempt``); if ``out_dir/checkpoint.pt``
+    exists the run resumes where it was saved, mid-epoch included, onto the same trajectory (with
+    a loader from ``cass_hpc.data.loader.make_loader``).
     """
     if cfg.epochs < 1:
         raise ValueError(f"pretrain.epochs must be >= 1, got {cfg.epochs}")
@@ -133,7 +164,7 @@ def pretrain(
         precision=accelerator.mixed_precision, device=str(device),
     )  # fmt: skip
     ckpt_path = out_dir / "checkpoint.pt"
-    start_epoch = 1
+    start_epoch, start_step, partial = 1, 0, None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
         method.load_state_dict(state["method"])
@@ -146,71 +177,22 @@ def pretrain(
         monitor.below, monitor.collapsed = state["collapse_below"], dict(result.collapsed)
         if accelerator.scaler is not None and state.get("scaler"):
             accelerator.scaler.load_state_dict(state["scaler"])
-        rng.restore(state["rng"], loader.generator)  # same shuffles and augmentations onwards
-        start_epoch = state["epoch"] + 1
-        log.info("resuming pretraining from %s after epoch %d", ckpt_path, state["epoch"])
-
-    steps_per_epoch = len(loader)
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        method.train()
-        t0 = time.perf_counter()
-        total, steps, spreads = 0.0, 0, {}
-        for step, (views, _labels) in enumerate(loader, start=1):
-            progress = Progress(epoch, step, steps_per_epoch, cfg.epochs)
-            views = _to(views, device)
-            if not cfg.paper_compat:  # the notebooks never zeroed gradients
-                for opt in optimizers.values():
-                    opt.zero_grad(set_to_none=True)
-            with accelerator.autocast():
-                out = method.training_step(views, progress)
-            if not torch.isfinite(out.loss):
-                value = float(out.loss.detach())
-                raise NonFiniteLossError(
-                    f"pretraining loss is {value} at epoch {epoch}, step {step}; "
-                    f"last good checkpoint: {ckpt_path if ckpt_path.exists() else 'none yet'}"
-                )
-            accelerator.backward(out.loss)
-            method.before_optimizer_step(progress)
-            for a, opt in optimizers.items():
-                if cfg.clip_grad is not None:
-                    accelerator.clip_grad_norm_(arms[a].parameters(), cfg.clip_grad)
-                opt.step()
-            method.after_optimizer_step(progress)
-            if cfg.paper_compat:  # per-batch cosine: the LR cycles every 2·t_max steps
-                for sched in schedulers.values():
-                    sched.step()
-            total += float(out.loss.detach())
-            steps += 1
-            first = views[0] if isinstance(views, list) else views
-            result.images += first.shape[0]
-            for a, emb in out.embeddings.items():
-                spreads[a] = spreads.get(a, 0.0) + (spread(emb) if emb.shape[0] > 1 else 0.0)
-        if not cfg.paper_compat:
-            for sched in schedulers.values():
-                sched.step()
-        if epoch >= swa_first_epoch:
-            for a, avg in averaged.items():
-                avg.update_parameters(arms[a])
-        epoch_s = time.perf_counter() - t0
-        result.epoch_s.append(epoch_s)
-        result.wall_s += epoch_s
-        result.loss.append(total / max(steps, 1))
-        result.lr.append(schedulers[next(iter(arms))].get_last_lr()[0])
-        epoch_spread = {a: v / max(steps, 1) for a, v in spreads.items()}
-        for a, v in epoch_spread.items():
-            result.spread.setdefault(a, []).append(v)
+        rng.restore(state["rng"], loader.generator)  # same model-side randomness onwards
+        partial = state.get("partial")  # saved mid-epoch (SIGUSR2): that epoch, from its step
+        start_epoch = state["epoch"] if partial else state["epoch"] + 1
+        start_step = partial["step"] if partial else 0
         log.info(
-            "pretrain %s epoch %d/%d loss %.4f spread %s lr %.2e %.1fs",
-            method.name, epoch, cfg.epochs, result.loss[-1],
-            " ".join(f"{a}={v:.3f}" for a, v in epoch_spread.items()),
-            result.lr[-1], epoch_s,
+            "resuming pretraining from %s at epoch %d, step %d",
+            ckpt_path, start_epoch, start_step + 1,
         )  # fmt: skip
-        monitor.update(epoch, epoch_spread)  # may raise CollapseError (collapse_action=stop)
-        result.collapsed, result.collapse_warnings = dict(monitor.collapsed), monitor.warnings
+
+    def save(epoch: int, partial: dict | None = None) -> None:
+        """The whole run state; ``partial``: saved inside ``epoch`` (its step and sums)."""
         store.torch_save(
             ckpt_path,
             {
                 "epoch": epoch,
+                "partial": partial,
                 "method": accelerator.unwrap_model(method).state_dict(),
                 "optimizers": {a: o.state_dict() for a, o in optimizers.items()},
                 "schedulers": {a: s.state_dict() for a, s in schedulers.items()},
@@ -222,11 +204,72 @@ def pretrain(
             },
         )
 
+    steps_per_epoch = len(loader)
+    with preempt.guard():
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            method.train()
+            resumable = set_position(loader, epoch, start_step)
+            sums = partial or {"step": 0, "total": 0.0, "spreads": {}, "seconds": 0.0}
+            t0 = time.perf_counter() - sums["seconds"]
+            total, steps, spreads = sums["total"], sums["step"], dict(sums["spreads"])
+            for step, (views, _labels) in enumerate(loader, start=start_step + 1):
+                progress = Progress(epoch, step, steps_per_epoch, cfg.epochs)
+                out = _step(method, views, progress, optimizers, arms, cfg, accelerator)
+                if not torch.isfinite(out.loss):
+                    value = float(out.loss.detach())
+                    raise NonFiniteLossError(
+                        f"pretraining loss is {value} at epoch {epoch}, step {step}; "
+                        f"last good checkpoint: {ckpt_path if ckpt_path.exists() else 'none yet'}"
+                    )
+                if cfg.paper_compat:  # per-batch cosine: the LR cycles every 2·t_max steps
+                    for sched in schedulers.values():
+                        sched.step()
+                total += float(out.loss.detach())
+                steps += 1
+                first = views[0] if isinstance(views, list) else views
+                result.images += first.shape[0]
+                for a, emb in out.embeddings.items():
+                    spreads[a] = spreads.get(a, 0.0) + (spread(emb) if emb.shape[0] > 1 else 0.0)
+                if preempt.requested():
+                    if resumable and step < steps_per_epoch:
+                        seconds = time.perf_counter() - t0
+                        save(epoch, {"step": step, "total": total, "spreads": spreads,
+                                     "seconds": seconds})  # fmt: skip
+                        log.warning("saved pretraining at epoch %d, step %d", epoch, step)
+                    preempt.hand_over()  # else the last epoch's checkpoint stands
+            start_step, partial = 0, None
+            if not cfg.paper_compat:
+                for sched in schedulers.values():
+                    sched.step()
+            if epoch >= swa_first_epoch:
+                for a, avg in averaged.items():
+                    avg.update_parameters(arms[a])
+            epoch_s = time.perf_counter() - t0
+            result.epoch_s.append(epoch_s)
+            result.wall_s += epoch_s
+            result.loss.append(total / max(steps, 1))
+            result.lr.append(schedulers[next(iter(arms))].get_last_lr()[0])
+            epoch_spread = {a: v / max(steps, 1) for a, v in spreads.items()}
+            for a, v in epoch_spread.items():
+                result.spread.setdefault(a, []).append(v)
+            log.info(
+                "pretrain %s epoch %d/%d loss %.4f spread %s lr %.2e %.1fs",
+                method.name, epoch, cfg.epochs, result.loss[-1],
+                " ".join(f"{a}={v:.3f}" for a, v in epoch_spread.items()),
+                result.lr[-1], epoch_s,
+            )  # fmt: skip
+            monitor.update(epoch, epoch_spread)  # may raise CollapseError (collapse_action=stop)
+            result.collapsed, result.collapse_warnings = dict(monitor.collapsed), monitor.warnings
+            save(epoch)
+            if preempt.requested():  # USR2 during the epoch's last step or its bookkeeping
+                preempt.hand_over()
+
     result.images_per_s = result.images / result.wall_s if result.wall_s else 0.0
     result.peak_mem_mb = peak_memory_mb(device)
     for a, net in method.trained_arms().items():
         final: nn.Module = net
         if a in averaged and not cfg.paper_compat:  # the notebooks' SWA was never applied
+            set_position(loader, cfg.epochs)  # the last epoch's batches, resumed or not
             update_bn(loader, averaged[a], device=device)  # BN statistics of the averaged weights
             final = averaged[a].module
         store.torch_save(out_dir / f"{a}.pt", final.net.state_dict())

@@ -120,6 +120,8 @@ def test_a_preempted_cell_is_requeued_and_resumes_to_identical_metrics(
     resumed = json.loads(path.read_text())
     assert resumed["metrics"] == reference["metrics"]
     assert resumed["pretrain"]["loss"] == reference["pretrain"]["loss"]
+    logs = "".join(p.read_text() for p in runs.rglob("*_log.*"))
+    assert "SIGUSR2: saving at the next step boundary" in logs  # the loop saved, then requeued
     sacct = ["sacct", "-D", "-n", "-X", "-j", job[0].split("_")[0], "-o", "State"]
     history = subprocess.run(sacct, capture_output=True, text=True, env=slurm_env).stdout.split()
     assert "REQUEUED" in history and history[-1] == "COMPLETED", history
