@@ -147,8 +147,22 @@ start_slurm() {
   wait_for 30 "the node" bash -c "sinfo -h -N -o %T | grep -qE '^(idle|mixed|allocated)'"
 }
 
+port_taken() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+check_ports() {  # a daemon not started from STATE must not hold the ports ours will listen on
+  local d port
+  for d in mariadbd:3306 slurmdbd:6819 slurmctld:6817 slurmd:6818; do
+    port=${d#*:}; d=${d%%:*}
+    if ! running "$d" && port_taken "$port"; then
+      die "port $port (for $d) is already in use by another process — another SLURM cluster or" \
+        "database? Stop it first (e.g. slurm/cluster.sh down OTHER_STATE), then rerun."
+    fi
+  done
+}
+
 up() {
   install_packages
+  check_ports
   write_configs
   start_munged
   start_mariadb

@@ -151,3 +151,13 @@ def test_status_reports_a_cancelled_cell_while_the_others_finish(
     status = run_module("cass_hpc.status", str(runs / "demo"), env=slurm_env)
     assert status.returncode == 1, status.stdout
     assert "1 cancelled" in status.stdout and "1 done" in status.stdout, status.stdout
+
+
+def test_a_second_cluster_refuses_ports_held_by_the_first(
+    slurm_env: dict[str, str], tmp_path: Path
+) -> None:
+    other = tmp_path / "other-state"
+    up = subprocess.run([str(CLUSTER), "up", str(other)], capture_output=True, text=True)
+    assert up.returncode == 1
+    assert "port 3306 (for mariadbd) is already in use" in up.stderr, up.stderr
+    assert not list(other.glob("run/*.pid"))  # nothing of its own was started
