@@ -1,86 +1,52 @@
-"""``python -m cass_hpc.collect RUNDIR``: every results.json under RUNDIR → the paper's tables.
+"""``python -m cass_hpc.collect RUNDIR [RUNDIR ...]``: every results.json → the paper's tables.
 
-Finds results.json files anywhere under RUNDIR, skips (with a one-line warning) any that is not
-valid JSON or not a ``cass-hpc-results/1`` record, counts a requeued or rerun cell once (newest
-``created`` wins), then prints and writes, per (experiment, dataset):
+Finds results.json files anywhere under each RUNDIR (with the overrides in the state.json
+beside each), skips (with a one-line warning naming the file) any that is not valid JSON or not
+a ``cass-hpc-results/1`` record, counts a requeued or rerun cell once (newest ``created`` wins),
+then prints and writes, per (experiment, dataset):
 
-- the results table (paper Tables 2-5): rows method · arm (backbone) in paper order, columns label
-  fractions, cells ``mean ± std (n=seeds)`` of one test metric, ``—`` where no result exists;
-- the pretraining-time table (paper Table 1): wall time of the distinct pretraining runs per seed,
-  summed, then mean ± std over seeds.
+- the results table (paper Tables 2-5): rows method · arm (backbone) in paper order, columns
+  label fractions, cells ``mean ± variance (n=seeds)`` (``--spread std`` for std), ``—`` where
+  no result exists, the best of each column in bold; or, when the grid swept a setting (an
+  ablation grid), the ablation table in the layout of App. C/D;
+- ours beside the paper's values for the paper's datasets, with the difference;
+- paper Table 1 (cumulative pretraining time, DINO CNN + ViT vs CASS, ratio) and the gains of
+  App. G.0.3 per label fraction (CASS vs DINO, CASS vs supervised);
+- the detailed pretraining-time table and COLLAPSE lines; PNG plots.
 
-Files (written atomically): ``results.md``, ``results.csv`` (long form, every metric),
-``pretrain_time.md``, ``pretrain_time.csv`` in ``RUNDIR/summary`` or ``--out``. The table logic is
-pure and lives in :mod:`cass_hpc.tables`.
+Files (written atomically) in ``RUNDIR/summary`` (the first RUNDIR) or ``--out``: results.md,
+results.tex (booktabs), results.csv (long form, every metric), pretrain_time.md/.csv,
+timing.csv, gains.csv, paper_comparison.csv and ``plots/*.png``. The table logic is pure and
+lives in :mod:`cass_hpc.report`.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pandas as pd
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from cass_hpc import store, tables
+from cass_hpc import store
+from cass_hpc.report import plots, records, render, settings
+from cass_hpc.report.build import Report, build_report
+from cass_hpc.report.records import CollectError
+from cass_hpc.report.tables import SPREADS
 
 EXIT_OK = 0
 EXIT_USAGE = 2  # argparse's own exit status for bad arguments; we use it for unusable input too
 
 
-class CollectError(Exception):
-    """A problem with the input as a whole; the message is the one line shown to the user."""
-
-
-def find_results(rundir: Path) -> list[Path]:
-    """Every results.json under ``rundir``, sorted; raises CollectError if there is none."""
-    if not rundir.exists():
-        raise CollectError(f"{rundir} does not exist; pass the folder your grid writes runs to")
-    if not rundir.is_dir():
-        raise CollectError(f"{rundir} is not a folder; pass the folder your grid writes runs to")
-    paths = sorted(rundir.rglob("results.json"))
-    if not paths:
-        raise CollectError(f"no results.json under {rundir}; has any grid cell finished yet?")
-    return paths
-
-
-def load_records(paths: list[Path], warn: Callable[[str], None]) -> list[dict[str, object]]:
-    """Parse each results.json; one that cannot be used is reported through ``warn``, skipped."""
-    records = []
-    for path in paths:
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-            record = tables.parse_record(raw)
-        except json.JSONDecodeError as error:
-            warn(f"{path}: not valid JSON ({error}); skipped")
-            continue
-        except (OSError, UnicodeDecodeError) as error:
-            warn(f"{path}: cannot be read ({error}); skipped")
-            continue
-        except tables.RecordError as error:
-            warn(f"{path}: {error}; skipped")
-            continue
-        record["path"] = str(path)
-        records.append(record)
-    return records
-
-
-def _rich_table(table: pd.DataFrame, title: str) -> Table:
-    rich_table = Table(title=escape(title), title_justify="left")
-    rich_table.add_column(escape(table.index.name or ""), no_wrap=True)
-    for column in table.columns:
-        rich_table.add_column(escape(str(column)), justify="right", no_wrap=True)
-    for label, row in table.iterrows():
-        rich_table.add_row(escape(str(label)), *(escape(str(value)) for value in row))
-    return rich_table
-
-
-def _table_groups(frame: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
-    return list(frame.groupby(list(tables.TABLE_COLUMNS), sort=True))
+def parse_metric_choices(values: list[str]) -> dict[str, str]:
+    """``["balanced_accuracy", "dermofit=macro_f1"]`` → ``{"*": ..., "dermofit": ...}``."""
+    choices: dict[str, str] = {}
+    for value in values:
+        dataset, _, metric = value.rpartition("=")
+        if not metric:
+            raise CollectError(f"--metric {value!r}: give NAME or DATASET=NAME")
+        choices[dataset or "*"] = metric
+    return choices
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -88,104 +54,113 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m cass_hpc.collect",
         description=(
-            "Collect every results.json under RUNDIR into the CASS paper's tables, one per "
-            "experiment and dataset: the test metric per method · arm (paper row order) and label "
-            "fraction as 'mean ± spread (n=seeds)', '—' where no result exists yet; and the "
-            "pretraining wall time per method (distinct pretraining runs of a seed summed, then "
-            "mean ± std over seeds). Broken results.json files are warned about and skipped; a "
-            "rerun of the same cell key counts once (newest 'created')."
+            "Collect every results.json under RUNDIR(s) into the CASS paper's tables, one per "
+            "experiment and dataset: the test metric per method · arm (paper row order) and "
+            "label fraction as 'mean ± variance (n=seeds)', '—' where no result exists yet, the "
+            "best of each column in bold (ablation grids: one row per swept value, App. C/D); "
+            "ours beside the paper's values; paper Table 1 (pretraining time, DINO vs CASS); "
+            "the gains of App. G.0.3; plots. Broken results.json files are warned about and "
+            "skipped; a rerun of the same cell key counts once (newest 'created')."
         ),
         epilog=(
-            "Writes results.md, results.csv (long form, every metric), pretrain_time.md and "
-            "pretrain_time.csv atomically to RUNDIR/summary (or --out). Exit status 2 when RUNDIR "
-            "is missing or holds no usable results.json."
+            "Metric per dataset as the paper: F1 (= our micro_f1, pooled over images and labels "
+            "as the authors' notebooks compute it) for autoimmune, Dermofit and brain MRI; "
+            "balanced_accuracy for ISIC-2019; macro_f1 for any other dataset. Writes "
+            "results.md/.tex/.csv, pretrain_time.md/.csv, timing.csv, gains.csv, "
+            "paper_comparison.csv and plots/*.png atomically to RUNDIR/summary (or --out). "
+            "Exit status 2 when a RUNDIR is missing or none holds a usable results.json."
         ),
     )
-    parser.add_argument("rundir", metavar="RUNDIR", type=Path, help="folder searched recursively")
+    parser.add_argument(
+        "rundirs", metavar="RUNDIR", type=Path, nargs="+", help="folder(s) searched recursively"
+    )
     parser.add_argument(
         "--metric",
-        default="macro_f1",
-        help="test metric shown in the tables (default: macro_f1; also micro_f1, "
-        "balanced_accuracy, loss or any key of results.json 'metrics')",
+        action="append",
+        default=[],
+        metavar="[DATASET=]NAME",
+        help="test metric of the tables: NAME for every dataset, DATASET=NAME for one "
+        "(repeatable); micro_f1, macro_f1, balanced_accuracy, loss or any key of results.json "
+        "'metrics' (default: the paper's metric per dataset, see below)",
     )
     parser.add_argument(
         "--spread",
-        choices=tables.SPREADS,
-        default="std",
-        help="spread over seeds shown after ± (default: std; the paper reports var), ddof 1",
+        choices=SPREADS,
+        default="var",
+        help="spread over seeds after ± (default: var, as the paper; ddof 1)",
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="folder for the files (default: RUNDIR/summary)"
     )
+    parser.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     return parser
 
 
 def collect(
-    rundir: Path, out: Path, metric: str, spread: str, console: Console, errors: Console
+    rundirs: list[Path],
+    out: Path,
+    metric_choices: dict[str, str],
+    spread: str,
+    console: Console,
+    errors: Console,
+    draw_plots: bool = True,
 ) -> list[Path]:
     """Load, tabulate, print and write; returns the paths written. Raises CollectError."""
 
     def warn(message: str) -> None:
         errors.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
-    paths = find_results(rundir)
-    records = load_records(paths, warn)
-    if not records:
-        raise CollectError(f"no usable results.json under {rundir} ({len(paths)} skipped)")
-    frame, notes = tables.deduplicate(tables.records_frame(records))
-    available = tables.metric_names(frame)
-    if metric not in available:
-        raise CollectError(f"metric {metric!r} is in no results.json; have: {', '.join(available)}")
-    summary = tables.aggregate(frame)
-    spread_name = "std" if spread == "std" else "variance"
-    markdown = [f"# Test {metric} (mean ± {spread_name} over seeds)"]
-    for (experiment, dataset), part in _table_groups(frame):
-        rows = summary[(summary["experiment"] == experiment) & (summary["dataset"] == dataset)]
-        table = tables.results_table(rows, metric=metric, spread=spread)
-        present, expected = tables.coverage(part)
-        title = f"{dataset} — test {metric}, mean ± {spread_name} (experiment {experiment})"
-        if part["synthetic"].any():
-            title += " — SYNTHETIC data"
-        console.print(_rich_table(table, title))
-        console.print(f"{present} of {expected} cells present", markup=False)
-        coverage_line = f"{present} of {expected} cells present"
-        markdown += [f"## {title}", tables.to_markdown(table).rstrip(), coverage_line]
+    def say(message: str, **style: object) -> None:
+        console.print(message, markup=False, highlight=False, soft_wrap=True, **style)
 
-    timing = tables.pretrain_summary(frame)
-    timing_markdown = ["# Pretraining wall time per seed (distinct runs summed), mean ± std"]
-    for (experiment, dataset), part in _table_groups(timing):
-        title = f"{dataset} — pretraining time (experiment {experiment})"
-        table = tables.pretrain_table(part)
-        console.print(_rich_table(table, title))
-        timing_markdown += [f"## {title}", tables.to_markdown(table).rstrip()]
-    if timing.empty:
-        console.print("no results with pretraining yet", markup=False)
-        timing_markdown.append("No results with pretraining yet.")
+    paths = records.find_results(rundirs)
+    loaded = records.load_records(paths, warn)
+    if not loaded:
+        where = ", ".join(map(str, rundirs))
+        raise CollectError(f"no usable results.json under {where} ({len(paths)} skipped)")
+    frame = settings.annotate(records.records_frame(loaded))
+    frame, notes = records.deduplicate(frame)
+    available = records.metric_names(frame)
+    for metric in metric_choices.values():
+        if metric not in available:
+            raise CollectError(
+                f"metric {metric!r} is in no results.json; have: {', '.join(available)}"
+            )
+    report = build_report(frame, metric_choices, spread, out / "plots" if draw_plots else None)
 
-    collapsed = frame[frame["collapsed"]].groupby(["dataset", "method", "arm", "backbone"])
-    for (dataset, method, arm, backbone), part in collapsed:
-        line = (
-            f"COLLAPSE: {dataset}: {method} · {arm} ({backbone}) — {len(part)} cell(s) fine-tuned "
-            f"from a collapsed pretraining (output spread ≈ 0; see results.json 'warnings')"
-        )
-        console.print(line, style="bold red", markup=False, soft_wrap=True)
-        markdown.append(f"**{line}**")
+    for group in ("results", "pretrain"):
+        for table in report.tables(group):
+            console.print(render.to_rich(table))
+            for note in table.notes:
+                say(note)
+    for line in report.collapse:
+        say(line, style="bold red")
+    skipped = len(paths) - len(loaded)
+    say(f"collected {len(frame)} cell result(s) from {len(paths)} results.json ({skipped} skipped)")
+    for note in notes + report.notes:
+        say(f"note: {note}")
+    return _write(report, out, warn)
 
-    skipped = len(paths) - len(records)
-    counts = f"{len(frame)} cell result(s) from {len(paths)} results.json ({skipped} skipped)"
-    console.print(f"collected {counts}", markup=False)
-    for note in notes:
-        console.print(f"note: {note}", markup=False, soft_wrap=True)
 
+def _write(report: Report, out: Path, warn: Callable[[str], None]) -> list[Path]:
+    """Every file of the report, atomically; plots last (a failing plot is warned about)."""
+    collapse = [f"**{line}**" for line in report.collapse]
+    results = [render.to_markdown(t) for t in report.tables("results")] + collapse
+    pretrain = [render.to_markdown(t) for t in report.tables("pretrain")]
     written = {
-        out / "results.md": "\n\n".join(markdown) + "\n",
-        out / "results.csv": summary.to_csv(index=False),
-        out / "pretrain_time.md": "\n\n".join(timing_markdown) + "\n",
-        out / "pretrain_time.csv": timing.to_csv(index=False),
+        out / "results.md": "\n".join(results) + "\n",
+        out / "results.tex": "\n".join(render.to_latex(t) for t in report.tables("results")),
+        out / "results.csv": report.summary.to_csv(index=False),
+        out / "pretrain_time.md": "\n".join(pretrain or ["No results with pretraining yet.\n"]),
+        out / "pretrain_time.csv": report.pretrain.to_csv(index=False),
+        out / "timing.csv": report.timing.to_csv(index=False),
+        out / "gains.csv": report.gains.to_csv(index=False),
+        out / "paper_comparison.csv": report.comparisons.to_csv(index=False),
     }
     for path, text in written.items():
         store.write_text(path, text)
-    return list(written)
+    drawn = [plots.guarded(draw, warn, name) for name, draw in report.plots]
+    return [*written, *(path for path in drawn if path is not None)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,9 +170,12 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:  # a log file: let tables take their natural width
         console = Console(width=200)
     errors = Console(stderr=True)
-    out = args.out if args.out is not None else args.rundir / "summary"
+    out = args.out if args.out is not None else args.rundirs[0] / "summary"
     try:
-        written = collect(args.rundir, out, args.metric, args.spread, console, errors)
+        choices = parse_metric_choices(args.metric)
+        written = collect(
+            args.rundirs, out, choices, args.spread, console, errors, not args.no_plots
+        )
     except CollectError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE

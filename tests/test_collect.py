@@ -1,4 +1,4 @@
-"""Tests for the collector: results.json trees → the paper's tables (cass_hpc.tables, .collect)."""
+"""Tests for the collector: results.json trees → the paper's tables (cass_hpc.report, .collect)."""
 
 from __future__ import annotations
 
@@ -7,64 +7,21 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from collect_fixtures import pretrain, result, write_tree
 
-from cass_hpc import tables
 from cass_hpc.collect import main
+from cass_hpc.report import format as fmt
+from cass_hpc.report import records as rec
+from cass_hpc.report import settings, tables, timing
 
 CNN = "CASS · CNN (resnet18)"
 VIT = "CASS · ViT (vit_tiny_patch16_224)"
-BACKBONES = {"cnn": "resnet18", "vit": "vit_tiny_patch16_224"}
-
-
-def result(
-    key: str,
-    *,
-    method: str = "cass",
-    arm: str = "cnn",
-    label_fraction: float = 0.1,
-    seed: int = 0,
-    macro_f1: float = 0.8,
-    created: str = "2026-11-21T22:10:00Z",
-    pretrain: dict[str, object] | None = None,
-    dataset: str = "demo-synthetic",
-) -> dict[str, object]:
-    """A valid results.json record (schema cass-hpc-results/1) with the given numbers."""
-    return {
-        "schema": "cass-hpc-results/1",
-        "key": key,
-        "experiment": "demo",
-        "dataset": dataset,
-        "method": method,
-        "arm": arm,
-        "backbone": BACKBONES[arm],
-        "label_fraction": label_fraction,
-        "seed": seed,
-        "metrics": {"macro_f1": macro_f1, "micro_f1": 0.5, "balanced_accuracy": 0.6, "loss": 0.3},
-        "finetune": {"wall_s": 1.0, "epochs_run": 2, "n_train": 4, "history": []},
-        "pretrain": pretrain,
-        "precision": "fp32",
-        "device": "cpu",
-        "created": created,
-    }
-
-
-def pretrain(key: str, wall_s: float, method: str = "cass", images_per_s: float = 100.0) -> dict:
-    """The pretrain block of a record."""
-    return {"key": key, "method": method, "wall_s": wall_s, "epochs": 1,
-            "images_per_s": images_per_s, "loss": [1.0], "spread": {}}  # fmt: skip
-
-
-def write_tree(root: Path, records: list[dict[str, object]]) -> None:
-    """One results.json per record, each in its own nested folder as the grid writes them."""
-    for index, record in enumerate(records):
-        folder = root / "store" / f"cell-{index:03d}" / "finetune"
-        folder.mkdir(parents=True)
-        (folder / "results.json").write_text(json.dumps(record), encoding="utf-8")
 
 
 def frame_of(records: list[dict[str, object]]) -> pd.DataFrame:
     """Records parsed and deduplicated, as the collector does."""
-    frame, _ = tables.deduplicate(tables.records_frame(tables.parse_record(r) for r in records))
+    parsed = rec.records_frame(rec.parse_record(r) for r in records)
+    frame, _ = rec.deduplicate(settings.annotate(parsed))
     return frame
 
 
@@ -78,21 +35,26 @@ def two_seed_records() -> list[dict[str, object]]:
     ]
 
 
-def test_cell_is_mean_and_sample_std_over_seeds_with_count() -> None:
-    table = tables.results_table(tables.aggregate(frame_of(two_seed_records())), "macro_f1")
+def table_of(records: list[dict[str, object]], spread: str = "var") -> pd.DataFrame:
+    """The formatted macro-F1 results table (cells) of one (experiment, dataset)."""
+    return tables.results_table(
+        tables.aggregate(frame_of(records)), spread, metric="macro_f1"
+    ).cells
+
+
+def test_cell_is_mean_and_sample_variance_over_seeds_with_count_by_default() -> None:
+    table = table_of(two_seed_records())
     assert list(table.columns) == ["10%", "100%"]
     assert list(table.index) == [CNN, VIT]
-    assert table.loc[CNN, "10%"] == "0.8500 ± 0.0707 (n=2)"
-
-
-def test_variance_option_reports_variance() -> None:
-    summary = tables.aggregate(frame_of(two_seed_records()))
-    table = tables.results_table(summary, "macro_f1", spread="var")
     assert table.loc[CNN, "10%"] == "0.8500 ± 0.0050 (n=2)"
 
 
+def test_std_option_reports_standard_deviation() -> None:
+    assert table_of(two_seed_records(), spread="std").loc[CNN, "10%"] == "0.8500 ± 0.0707 (n=2)"
+
+
 def test_single_seed_shows_no_spread_and_missing_cell_shows_dash() -> None:
-    table = tables.results_table(tables.aggregate(frame_of(two_seed_records())), "macro_f1")
+    table = table_of(two_seed_records())
     assert table.loc[CNN, "100%"] == "0.9500 (n=1)"
     assert table.loc[VIT, "100%"] == "—"
 
@@ -103,8 +65,7 @@ def test_rows_follow_paper_order_cnn_then_vit_each_dino_cass_supervised() -> Non
         for arm in ("vit", "cnn")
         for method in ("supervised", "cass", "dino")
     ]
-    table = tables.results_table(tables.aggregate(frame_of(records)), "macro_f1")
-    assert list(table.index) == [
+    assert list(table_of(records).index) == [
         "DINO · CNN (resnet18)", "CASS · CNN (resnet18)", "Supervised · CNN (resnet18)",
         "DINO · ViT (vit_tiny_patch16_224)", "CASS · ViT (vit_tiny_patch16_224)",
         "Supervised · ViT (vit_tiny_patch16_224)",
@@ -113,8 +74,15 @@ def test_rows_follow_paper_order_cnn_then_vit_each_dino_cass_supervised() -> Non
 
 def test_fraction_columns_sorted_ascending_in_percent() -> None:
     records = [result(f"k{f}", label_fraction=f) for f in (1.0, 0.01, 0.1)]
-    table = tables.results_table(tables.aggregate(frame_of(records)), "macro_f1")
-    assert list(table.columns) == ["1%", "10%", "100%"]
+    assert list(table_of(records).columns) == ["1%", "10%", "100%"]
+
+
+def test_best_mean_of_each_column_is_marked_across_both_arms() -> None:
+    supervised_vit = "Supervised · ViT (vit_tiny_patch16_224)"
+    records = [*two_seed_records(), result("s0", method="supervised", arm="vit", macro_f1=0.86)]
+    table = tables.results_table(tables.aggregate(frame_of(records)), metric="macro_f1")
+    assert table.best["10%"].to_dict() == {CNN: False, VIT: False, supervised_vit: True}
+    assert table.best["100%"].to_dict() == {CNN: True, VIT: False, supervised_vit: False}
 
 
 def test_duplicate_key_counted_once_newest_wins() -> None:
@@ -123,10 +91,10 @@ def test_duplicate_key_counted_once_newest_wins() -> None:
         result("a0", macro_f1=0.8, created="2026-11-21T12:00:00Z"),
         result("a0", macro_f1=0.2, created="2026-11-21T11:00:00Z"),
     ]
-    frame, notes = tables.deduplicate(tables.records_frame(map(tables.parse_record, records)))
+    frame, notes = rec.deduplicate(rec.records_frame(map(rec.parse_record, records)))
     assert len(frame) == 1
     assert "2 duplicate" in notes[0]
-    table = tables.results_table(tables.aggregate(frame), "macro_f1")
+    table = tables.results_table(tables.aggregate(frame), metric="macro_f1").cells
     assert table.loc[CNN, "10%"] == "0.8000 (n=1)"
 
 
@@ -135,7 +103,7 @@ def test_two_keys_for_one_cell_and_seed_count_as_one_seed_with_a_note() -> None:
         result("old", macro_f1=0.1, created="2026-11-21T10:00:00Z"),
         result("new", macro_f1=0.8, created="2026-11-21T12:00:00Z"),
     ]
-    frame, notes = tables.deduplicate(tables.records_frame(map(tables.parse_record, records)))
+    frame, notes = rec.deduplicate(rec.records_frame(map(rec.parse_record, records)))
     assert list(frame["key"]) == ["new"]
     assert "old, new" in notes[0] and "kept the newest (new)" in notes[0]
 
@@ -155,13 +123,13 @@ def test_pretrain_time_sums_distinct_keys_per_seed_and_counts_shared_key_once() 
         result("d2", method="dino", arm="vit", pretrain=pretrain("dino-vit", 50.0, "dino")),
         result("s1", method="supervised"),
     ]
-    per_seed = tables.pretrain_per_seed(frame_of(records)).set_index("method")
+    per_seed = timing.pretrain_per_seed(frame_of(records)).set_index("method")
     assert per_seed.loc["dino", "wall_s"] == 150.0 and per_seed.loc["dino", "runs"] == 2
     assert per_seed.loc["cass", "wall_s"] == 60.0 and per_seed.loc["cass", "runs"] == 1
     assert "supervised" not in per_seed.index
-    table = tables.pretrain_table(tables.pretrain_summary(frame_of(records)))
+    table = timing.pretrain_table(timing.pretrain_summary(frame_of(records))).cells
     assert list(table.index) == ["DINO", "CASS"]
-    assert table.loc["DINO", "Pretraining time (mean ± std)"] == "2 min 30 s"
+    assert table.loc["DINO", "Pretraining time per seed (mean ± std)"] == "2 min 30 s"
     assert table.loc["CASS", "Seconds"] == "60.0"
 
 
@@ -170,9 +138,10 @@ def test_pretrain_time_mean_and_std_over_seeds() -> None:
         result(f"c{seed}", seed=seed, pretrain=pretrain(f"p{seed}", wall_s, images_per_s=speed))
         for seed, wall_s, speed in ((0, 60.0, 100.0), (1, 70.0, 120.0))
     ]
-    row = tables.pretrain_table(tables.pretrain_summary(frame_of(records))).loc["CASS"]
-    assert row["Pretraining time (mean ± std)"] == "1 min 05 s ± 7.1 s"
+    row = timing.pretrain_table(timing.pretrain_summary(frame_of(records))).cells.loc["CASS"]
+    assert row["Pretraining time per seed (mean ± std)"] == "1 min 05 s ± 7.1 s"
     assert row["Seconds"] == "65.0 ± 7.1"
+    assert row["Total (all seeds)"] == "2 min 10 s"
     assert row["Images/s"] == "110.0"
     assert row["Seeds"] == "n=2"
 
@@ -182,7 +151,7 @@ def test_pretrain_time_mean_and_std_over_seeds() -> None:
     [(12.34, "12.3 s"), (65.0, "1 min 05 s"), (4380.0, "1 h 13 min"), (float("nan"), "—")],
 )
 def test_format_duration_reads_like_paper_table_1(seconds: float, text: str) -> None:
-    assert tables.format_duration(seconds) == text
+    assert fmt.format_duration(seconds) == text
 
 
 @pytest.mark.parametrize(
@@ -198,19 +167,23 @@ def test_format_duration_reads_like_paper_table_1(seconds: float, text: str) -> 
     ],
 )
 def test_parse_record_names_the_problem(raw: object, problem: str) -> None:
-    with pytest.raises(tables.RecordError) as caught:
-        tables.parse_record(raw)
+    with pytest.raises(rec.RecordError) as caught:
+        rec.parse_record(raw)
     assert problem in str(caught.value)
 
 
 def test_cli_writes_files_with_the_numbers(tmp_path: Path) -> None:
     write_tree(tmp_path, two_seed_records())
-    assert main([str(tmp_path), "--spread", "var"]) == 0
+    assert main([str(tmp_path), "--no-plots"]) == 0
     summary = tmp_path / "summary"
     markdown = (summary / "results.md").read_text(encoding="utf-8")
     assert "demo-synthetic" in markdown and "macro_f1" in markdown
-    assert "| CASS · CNN (resnet18) | 0.8500 ± 0.0050 (n=2) | 0.9500 (n=1) |" in markdown
+    assert "| CASS · CNN (resnet18) | **0.8500 ± 0.0050 (n=2)** | **0.9500 (n=1)** |" in markdown
     assert "4 of 8 cells present" in markdown
+    latex = (summary / "results.tex").read_text(encoding="utf-8")
+    assert "\\toprule" in latex and "\\bottomrule" in latex
+    assert "CASS $\\cdot$ CNN (resnet18) & \\textbf{0.8500 $\\pm$ 0.0050 (n=2)} & " in latex
+    assert "ViT (vit\\_tiny\\_patch16\\_224) & 0.7000 (n=1) & --- \\\\" in latex
     csv = pd.read_csv(summary / "results.csv")
     assert list(csv.columns) == list(tables.SUMMARY_COLUMNS)
     row = csv.query("metric == 'macro_f1' and arm == 'cnn' and label_fraction == 0.1")
@@ -223,9 +196,9 @@ def test_cli_writes_files_with_the_numbers(tmp_path: Path) -> None:
 def test_cli_pretrain_files_hold_the_times(tmp_path: Path) -> None:
     write_tree(tmp_path, [result("c", pretrain=pretrain("p", 65.0))])
     out = tmp_path / "elsewhere"
-    assert main([str(tmp_path), "--out", str(out)]) == 0
+    assert main([str(tmp_path), "--out", str(out), "--no-plots"]) == 0
     markdown = (out / "pretrain_time.md").read_text(encoding="utf-8")
-    assert "| CASS | 1 min 05 s | 65.0 | 1 | 100.0 | n=1 |" in markdown
+    assert "| CASS | 1 min 05 s | 65.0 | 1 min 05 s | 1 | 100.0 | n=1 |" in markdown
     assert pd.read_csv(out / "pretrain_time.csv")["wall_s_mean"].item() == 65.0
 
 
@@ -239,11 +212,11 @@ def test_cli_warns_about_corrupt_json_by_path_and_skips_it(
     incomplete = tmp_path / "store" / "incomplete" / "results.json"
     incomplete.parent.mkdir(parents=True)
     incomplete.write_text(json.dumps({"schema": "cass-hpc-results/1", "key": "z"}))
-    assert main([str(tmp_path)]) == 0
+    assert main([str(tmp_path), "--no-plots"]) == 0
     errors = capsys.readouterr().err.splitlines()
     assert any(str(broken) in line and "not valid JSON" in line for line in errors)
     assert any(str(incomplete) in line and "missing required key(s)" in line for line in errors)
-    assert "0.8500 ± 0.0707 (n=2)" in (tmp_path / "summary" / "results.md").read_text()
+    assert "0.8500 ± 0.0050 (n=2)" in (tmp_path / "summary" / "results.md").read_text()
 
 
 @pytest.mark.parametrize("make", ["empty", "missing", "only-corrupt"])
@@ -271,10 +244,10 @@ def test_cli_unknown_metric_exits_2_listing_available(
 
 
 def test_cli_one_table_per_dataset(tmp_path: Path) -> None:
-    write_tree(tmp_path, [result("a", dataset="isic2019"), result("b", dataset="dermofit")])
-    assert main([str(tmp_path), "--metric", "balanced_accuracy"]) == 0
+    write_tree(tmp_path, [result("a", dataset="set-b"), result("b", dataset="set-a")])
+    assert main([str(tmp_path), "--metric", "balanced_accuracy", "--no-plots"]) == 0
     markdown = (tmp_path / "summary" / "results.md").read_text()
-    assert markdown.index("## dermofit") < markdown.index("## isic2019")
+    assert markdown.index("## set-a") < markdown.index("## set-b")
     assert markdown.count("0.6000 (n=1)") == 2
 
 
@@ -282,7 +255,7 @@ def test_cli_one_table_per_dataset(tmp_path: Path) -> None:
     ("value", "text"), [(0.005, "0.0050"), (3.9e-05, "3.9e-05"), (1e-33, "0.0000"), (0.0, "0.0000")]
 )
 def test_format_value_keeps_paper_sized_variances_visible(value: float, text: str) -> None:
-    assert tables.format_value(value) == text
+    assert fmt.format_value(value) == text
 
 
 def test_pretrain_table_shows_final_loss_and_each_nets_spread_to_reveal_collapse() -> None:
@@ -293,21 +266,21 @@ def test_pretrain_table_shows_final_loss_and_each_nets_spread_to_reveal_collapse
             "spread": {"cnn": [5.0, 1.0], "vit": [2.0, vit_spread]},
         }
         records.append(result(f"c{seed}", seed=seed, pretrain=block))
-    row = tables.pretrain_table(tables.pretrain_summary(frame_of(records))).loc["CASS"]
+    row = timing.pretrain_table(timing.pretrain_summary(frame_of(records))).cells.loc["CASS"]
     assert row["Final loss"] == "0.003"
     assert row["Final spread CNN / ViT"] == "1 / 0.05"
 
 
 def test_synthetic_results_are_marked_in_the_title(tmp_path: Path) -> None:
     write_tree(tmp_path, [result("c") | {"synthetic": True}])
-    assert main([str(tmp_path)]) == 0
+    assert main([str(tmp_path), "--no-plots"]) == 0
     assert "SYNTHETIC" in (tmp_path / "summary" / "results.md").read_text()
 
 
 def test_cells_from_a_collapsed_pretraining_are_called_out(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     warning = "COLLAPSE: the vit net's output spread has been below 0.1 for 2 epoch(s)"
     write_tree(tmp_path, [result("c1", arm="vit") | {"warnings": [warning]}, result("c2")])
-    assert main([str(tmp_path)]) == 0
+    assert main([str(tmp_path), "--no-plots"]) == 0
     out = capsys.readouterr().out
     assert "COLLAPSE" in out and "1 cell(s)" in out
     assert "COLLAPSE" in (tmp_path / "summary" / "results.md").read_text()

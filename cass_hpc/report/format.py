@@ -1,0 +1,95 @@
+"""How the collector writes numbers, durations and row labels, and the paper's row order.
+
+The paper (Tables 2-5) lists DINO, CASS, Supervised for the CNN, then the same three for the
+Transformer; columns are label fractions 1 %, 10 %, 100 %; a cell is ``mean ± variance`` over
+five seeds (App. F.2.1). Variances as small as 3.9e-05 appear there, so tiny values are written
+in scientific notation rather than rounded to zero.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+MISSING = "—"
+
+METHOD_ORDER = {"dino": 0, "cass": 1, "supervised": 2}
+METHOD_LABELS = {"dino": "DINO", "cass": "CASS", "supervised": "Supervised"}
+ARM_ORDER = {"cnn": 0, "vit": 1}
+ARM_LABELS = {"cnn": "CNN", "vit": "ViT"}
+ARM_HEADERS = {"cnn": "CNN", "vit": "Transformer"}  # the ablation tables' column words (App. C)
+
+
+def format_fraction(label_fraction: float) -> str:
+    """0.01 → ``1%``, 0.1 → ``10%``, 1.0 → ``100%``."""
+    return f"{label_fraction * 100:.4g}%"
+
+
+def format_value(value: float | None) -> str:
+    """Four decimals; tiny non-zero values (a paper-style variance) in scientific notation."""
+    if value is None or not math.isfinite(value):
+        return MISSING
+    if 1e-12 < abs(value) < 5e-5:  # below 1e-12 is float noise around an exact 0
+        return f"{value:.1e}"
+    return f"{value:.4f}"
+
+
+def format_cell(mean: float | None, spread: float | None, n: int) -> str:
+    """``0.8500 ± 0.0050 (n=2)``; a single seed shows ``0.8000 (n=1)``, no seed ``—``."""
+    if n == 0 or mean is None or not math.isfinite(mean):
+        return MISSING
+    if n == 1 or spread is None or not math.isfinite(spread):
+        return f"{format_value(mean)} (n={n})"
+    return f"{format_value(mean)} ± {format_value(spread)} (n={n})"
+
+
+def format_delta(delta: float | None) -> str:
+    """A signed difference, ``+0.0123`` / ``-0.0050``; ``—`` if unknown."""
+    if delta is None or not math.isfinite(delta):
+        return MISSING
+    return f"{delta:+.4f}"
+
+
+def format_duration(seconds: float | None) -> str:
+    """``12.3 s``, ``1 min 05 s``, ``1 h 13 min`` (paper Table 1 style); ``—`` if unknown."""
+    if seconds is None or not math.isfinite(seconds):
+        return MISSING
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    total = round(seconds)
+    if total < 3600:
+        return f"{total // 60} min {total % 60:02d} s"
+    return f"{total // 3600} h {total % 3600 // 60:02d} min"
+
+
+def method_label(method: str) -> str:
+    """``cass`` → ``CASS``; an unknown method is title-cased."""
+    return METHOD_LABELS.get(method, method.title())
+
+
+def row_label(method: str, arm: str, backbone: str) -> str:
+    """``CASS · CNN (resnet18)``."""
+    return f"{method_label(method)} · {ARM_LABELS.get(arm, arm.upper())} ({backbone})"
+
+
+def paper_order(frame: pd.DataFrame) -> pd.DataFrame:
+    """Sort rows into paper order: table, setting, arm (CNN, ViT), method (DINO, CASS,
+    Supervised), backbone, label fraction, metric — for whichever of those columns exist."""
+    keys = {
+        "arm": lambda s: s.map(lambda a: f"{ARM_ORDER.get(a, 9)}{a}"),
+        "method": lambda s: s.map(lambda m: f"{METHOD_ORDER.get(m, 9)}{m}"),
+    }
+    columns = [
+        column
+        for column in ("experiment", "dataset", "setting", "arm", "method", "backbone",
+                       "label_fraction", "metric")
+        if column in frame
+    ]  # fmt: skip
+    return frame.sort_values(columns, key=lambda s: keys.get(s.name, lambda x: x)(s), kind="stable")
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a dataset or experiment name."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text)).strip("._")
+    return cleaned or "unnamed"

@@ -1,0 +1,285 @@
+"""Finding, parsing and deduplicating results.json records (schema ``cass-hpc-results/1``).
+
+A grid writes one ``results.json`` per finished cell (``cass_hpc.cell``) and, beside it, the
+cell's ``state.json`` with the command-line overrides that made it (``cass_hpc.jobstate``); the
+overrides are how the collector knows which ablation value a cell ran with. A file that is not
+valid JSON or not such a record is reported by path and skipped; a requeued or rerun cell (same
+``key``) counts once, the newest ``created`` winning.
+
+Example:
+    >>> records = load_records(find_results([Path("runs/demo")]), warn=print)
+    >>> frame, notes = deduplicate(settings.annotate(records_frame(records)))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from numbers import Real
+from pathlib import Path
+
+import pandas as pd
+
+from cass_hpc.report.format import format_fraction
+
+SCHEMA = "cass-hpc-results/1"
+STATE_FILE = "state.json"  # the cell's job state beside results.json (cass_hpc.jobstate)
+REQUIRED_KEYS = (
+    "schema", "key", "experiment", "dataset", "method", "arm", "backbone",
+    "label_fraction", "seed", "metrics", "created",
+)  # fmt: skip
+METRIC_PREFIX = "metric."
+TABLE_COLUMNS = ("experiment", "dataset")  # one results table per (experiment, dataset)
+ROW_COLUMNS = ("method", "arm", "backbone")
+CELL_COLUMNS = (*TABLE_COLUMNS, "setting", *ROW_COLUMNS, "label_fraction")
+PRETRAIN_FIELDS = (
+    "pretrain_key", "pretrain_method", "pretrain_wall_s", "pretrain_images_per_s",
+    "pretrain_epochs", "pretrain_final_loss", "pretrain_final_spread_cnn",
+    "pretrain_final_spread_vit", "pretrain_loss", "pretrain_spread",
+)  # fmt: skip
+
+
+class RecordError(ValueError):
+    """A results.json that cannot be used; the message says what is wrong in one line."""
+
+
+class CollectError(Exception):
+    """A problem with the input as a whole; the message is the one line shown to the user."""
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _text(raw: Mapping[str, object], name: str) -> str:
+    value = raw[name]
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(f"{name!r} must be a non-empty string, got {value!r}")
+    return value.strip()
+
+
+def parse_record(raw: object) -> dict[str, object]:
+    """Validate one decoded results.json and flatten it.
+
+    Returns a flat dict: the identity fields, ``created`` as a UTC ``pd.Timestamp``, one
+    ``metric.<name>`` entry per test metric, ``history`` (the fine-tuning epochs, for the
+    plots), the ``pretrain_*`` fields (``None`` when the cell has no pretraining) and
+    ``overrides`` (empty here; :func:`load_records` fills it from state.json).
+    Raises :class:`RecordError` naming the first problem found.
+    """
+    if not isinstance(raw, dict):
+        raise RecordError(f"top level is a JSON {type(raw).__name__}, expected an object")
+    missing = [name for name in REQUIRED_KEYS if name not in raw]
+    if missing:
+        raise RecordError(f"missing required key(s): {', '.join(missing)}")
+    if raw["schema"] != SCHEMA:
+        raise RecordError(f"schema {raw['schema']!r} is not {SCHEMA!r}")
+    record: dict[str, object] = {
+        name: _text(raw, name) for name in ("key", *TABLE_COLUMNS, *ROW_COLUMNS)
+    }
+    record["method"] = str(record["method"]).lower()
+    record["arm"] = str(record["arm"]).lower()
+    fraction = raw["label_fraction"]
+    if not _is_number(fraction) or not 0 < float(fraction) <= 1:
+        raise RecordError(f"'label_fraction' must be a number in (0, 1], got {fraction!r}")
+    record["label_fraction"] = round(float(fraction), 6)  # 0.1 and 0.1000000001 are one column
+    if not isinstance(raw["seed"], int) or isinstance(raw["seed"], bool):
+        raise RecordError(f"'seed' must be an integer, got {raw['seed']!r}")
+    record["seed"] = raw["seed"]
+    try:
+        created = pd.Timestamp(raw["created"])
+    except (TypeError, ValueError):
+        created = pd.NaT
+    if not isinstance(raw["created"], str) or pd.isna(created):
+        raise RecordError(f"'created' must be an ISO-8601 time, got {raw['created']!r}")
+    record["created"] = (
+        created.tz_localize("UTC") if created.tzinfo is None else created.tz_convert("UTC")
+    )
+    metrics = raw["metrics"]
+    if not isinstance(metrics, dict):
+        raise RecordError(f"'metrics' must be an object, got {type(metrics).__name__}")
+    for name, value in metrics.items():
+        if value is not None and not _is_number(value):
+            raise RecordError(f"metric {name!r} must be a number or null, got {value!r}")
+        record[METRIC_PREFIX + name] = math.nan if value is None else float(value)
+    record["synthetic"] = bool(raw.get("synthetic", False))
+    warnings = raw.get("warnings") or []
+    record["collapsed"] = any("COLLAPSE" in str(w) for w in warnings)  # its net had collapsed
+    finetune = raw.get("finetune") if isinstance(raw.get("finetune"), dict) else {}
+    history = finetune.get("history")
+    record["history"] = (
+        [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
+    )
+    record.update(_parse_pretrain(raw.get("pretrain"), str(record["method"])))
+    record["overrides"] = {}
+    return record
+
+
+def _numbers(values: object) -> list[float]:
+    """A per-epoch list of numbers (anything else in it dropped)."""
+    return [float(v) for v in values if _is_number(v)] if isinstance(values, list) else []
+
+
+def _last(values: object) -> float | None:
+    numbers = _numbers(values)
+    return numbers[-1] if numbers else None
+
+
+def _parse_pretrain(pretrain: object, method: str) -> dict[str, object]:
+    """The pretraining fields of a record; all ``None`` for a cell without pretraining."""
+    if pretrain is None:
+        return dict.fromkeys(PRETRAIN_FIELDS)
+    if not isinstance(pretrain, dict):
+        raise RecordError(f"'pretrain' must be an object or null, got {type(pretrain).__name__}")
+    key, wall_s = pretrain.get("key"), pretrain.get("wall_s")
+    if not isinstance(key, str) or not key:
+        raise RecordError(f"'pretrain.key' must be a non-empty string, got {key!r}")
+    if not _is_number(wall_s) or float(wall_s) < 0:
+        raise RecordError(f"'pretrain.wall_s' must be a number >= 0, got {wall_s!r}")
+    images_per_s = pretrain.get("images_per_s")
+    if images_per_s is not None and not _is_number(images_per_s):
+        raise RecordError(f"'pretrain.images_per_s' must be a number, got {images_per_s!r}")
+    pretrain_method = pretrain.get("method")
+    spread = pretrain.get("spread") if isinstance(pretrain.get("spread"), dict) else {}
+    epochs = pretrain.get("epochs")
+    return {
+        "pretrain_key": key,
+        "pretrain_method": str(pretrain_method).lower() if pretrain_method else method,
+        "pretrain_wall_s": float(wall_s),
+        "pretrain_images_per_s": None if images_per_s is None else float(images_per_s),
+        "pretrain_epochs": epochs if isinstance(epochs, int) else None,
+        # collapse diagnostics: the last epoch's loss and each net's output spread (0 = collapsed)
+        "pretrain_final_loss": _last(pretrain.get("loss")),
+        "pretrain_final_spread_cnn": _last(spread.get("cnn")),
+        "pretrain_final_spread_vit": _last(spread.get("vit")),
+        "pretrain_loss": _numbers(pretrain.get("loss")),  # per epoch, for the plots
+        "pretrain_spread": {str(arm): _numbers(values) for arm, values in spread.items()},
+    }
+
+
+def parse_overrides(overrides: object) -> dict[str, str]:
+    """Hydra's task overrides (``["pretrain.batch_size=8", "+model.x=1"]``) as a dict.
+
+    ``+``/``++`` prefixes are dropped (``+pretrain.arm_optimizers.cnn`` is the key
+    ``pretrain.arm_optimizers.cnn``), ``~key`` deletions and malformed entries are ignored,
+    surrounding quotes are removed from values.
+    """
+    parsed: dict[str, str] = {}
+    if not isinstance(overrides, list):
+        return parsed
+    for item in overrides:
+        if not isinstance(item, str) or "=" not in item or item.startswith("~"):
+            continue
+        key, value = item.split("=", 1)
+        key = key.lstrip("+").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if key:
+            parsed[key] = value
+    return parsed
+
+
+def read_overrides(results_path: Path) -> dict[str, str]:
+    """The overrides recorded in the state.json beside ``results_path``; {} if none is readable."""
+    try:
+        state = json.loads((results_path.parent / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return parse_overrides(state.get("overrides")) if isinstance(state, dict) else {}
+
+
+def find_results(rundirs: Sequence[Path]) -> list[Path]:
+    """Every results.json under each of ``rundirs``, sorted, each file once.
+
+    Raises :class:`CollectError` for a rundir that is missing or not a folder, or when no
+    results.json exists under any of them.
+    """
+    paths: set[Path] = set()
+    for rundir in rundirs:
+        if not rundir.exists():
+            raise CollectError(f"{rundir} does not exist; pass the folder your grid writes runs to")
+        if not rundir.is_dir():
+            raise CollectError(
+                f"{rundir} is not a folder; pass the folder your grid writes runs to"
+            )
+        paths.update(p.resolve() for p in rundir.rglob("results.json"))
+    if not paths:
+        where = ", ".join(map(str, rundirs))
+        raise CollectError(f"no results.json under {where}; has any grid cell finished yet?")
+    return sorted(paths)
+
+
+def load_records(paths: Iterable[Path], warn: Callable[[str], None]) -> list[dict[str, object]]:
+    """Parse each results.json (+ its state.json overrides); one that cannot be used is reported
+    through ``warn`` with its path and skipped."""
+    records = []
+    for path in paths:
+        try:
+            record = parse_record(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as error:
+            warn(f"{path}: not valid JSON ({error}); skipped")
+            continue
+        except (OSError, UnicodeDecodeError) as error:
+            warn(f"{path}: cannot be read ({error}); skipped")
+            continue
+        except RecordError as error:
+            warn(f"{path}: {error}; skipped")
+            continue
+        record["path"] = str(path)
+        record["overrides"] = read_overrides(path)
+        records.append(record)
+    return records
+
+
+def records_frame(records: Iterable[Mapping[str, object]]) -> pd.DataFrame:
+    """One row per parsed record (see :func:`parse_record`); extra keys such as ``path`` kept."""
+    frame = pd.DataFrame(list(records))
+    for column in ("key", *CELL_COLUMNS, "seed", "created", "pretrain_key", "pretrain_method"):
+        if column not in frame:
+            frame[column] = pd.Series(dtype=object)
+    if "setting" in frame:
+        frame["setting"] = frame["setting"].fillna("")
+    for column in ("overrides", "history", "pretrain_loss", "pretrain_spread"):
+        if column not in frame:
+            frame[column] = pd.Series([None] * len(frame), dtype=object)
+    for column in ("pretrain_wall_s", "pretrain_images_per_s", "pretrain_final_loss",
+                   "pretrain_final_spread_cnn", "pretrain_final_spread_vit"):  # fmt: skip
+        frame[column] = pd.to_numeric(frame.get(column), errors="coerce")
+    frame["collapsed"] = frame.get("collapsed", pd.Series(False, index=frame.index)).fillna(False)
+    frame["synthetic"] = frame.get("synthetic", pd.Series(False, index=frame.index)).fillna(False)
+    return frame
+
+
+def metric_names(frame: pd.DataFrame) -> list[str]:
+    """The test metrics present in a records frame, sorted."""
+    return sorted(c[len(METRIC_PREFIX) :] for c in frame.columns if c.startswith(METRIC_PREFIX))
+
+
+def deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Count each grid cell once; return the kept rows and one note per thing dropped.
+
+    A requeued or rerun cell writes the same ``key`` again (possibly in another run directory):
+    the newest ``created`` wins. Two different keys for the same cell, setting and seed (the
+    config changed in a way the overrides do not show) would count one seed twice, so the
+    newest is kept and a note names both keys.
+    """
+    ordered = frame.sort_values(["created", *(["path"] if "path" in frame else [])], kind="stable")
+    by_key = ordered.drop_duplicates(subset="key", keep="last")
+    notes = []
+    if dropped := len(ordered) - len(by_key):
+        notes.append(f"{dropped} duplicate result(s) of an already seen key counted once (newest)")
+    coordinates = [*CELL_COLUMNS, "seed"]
+    for values, group in by_key.groupby(coordinates, sort=True, dropna=False):
+        if len(group) > 1:
+            cell = dict(zip(coordinates, values, strict=True))
+            setting = f" [{cell['setting']}]" if cell["setting"] else ""
+            notes.append(
+                f"{cell['experiment']}/{cell['dataset']}{setting} {cell['method']}/{cell['arm']} "
+                f"{format_fraction(cell['label_fraction'])} seed {cell['seed']}: "
+                f"{len(group)} results with different keys ({', '.join(group['key'])}); "
+                f"kept the newest ({group['key'].iloc[-1]})"
+            )
+    kept = by_key.drop_duplicates(subset=coordinates, keep="last")
+    return kept.sort_index().reset_index(drop=True), notes

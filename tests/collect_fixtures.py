@@ -1,0 +1,115 @@
+"""Synthetic results.json trees with known numbers for the collector's tests (no training)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BACKBONES = {"cnn": "resnet18", "vit": "vit_tiny_patch16_224"}
+
+
+def result(
+    key: str,
+    *,
+    method: str = "cass",
+    arm: str = "cnn",
+    label_fraction: float = 0.1,
+    seed: int = 0,
+    macro_f1: float = 0.8,
+    micro_f1: float | None = None,
+    balanced_accuracy: float = 0.6,
+    created: str = "2026-11-21T22:10:00Z",
+    pretrain: dict[str, object] | None = None,
+    dataset: str = "demo-synthetic",
+    experiment: str = "demo",
+    history: list[dict[str, float]] | None = None,
+) -> dict[str, object]:
+    """A valid results.json record (schema cass-hpc-results/1) with the given numbers."""
+    return {
+        "schema": "cass-hpc-results/1",
+        "key": key,
+        "experiment": experiment,
+        "dataset": dataset,
+        "method": method,
+        "arm": arm,
+        "backbone": BACKBONES[arm],
+        "label_fraction": label_fraction,
+        "seed": seed,
+        "metrics": {
+            "macro_f1": macro_f1,
+            "micro_f1": macro_f1 if micro_f1 is None else micro_f1,
+            "balanced_accuracy": balanced_accuracy,
+            "loss": 0.3,
+        },
+        "finetune": {"wall_s": 1.0, "epochs_run": 2, "n_train": 4, "history": history or []},
+        "pretrain": pretrain,
+        "precision": "fp32",
+        "device": "cpu",
+        "created": created,
+    }
+
+
+def pretrain(key: str, wall_s: float, method: str = "cass", images_per_s: float = 100.0) -> dict:
+    """The pretrain block of a record."""
+    return {"key": key, "method": method, "wall_s": wall_s, "epochs": 1,
+            "images_per_s": images_per_s, "loss": [1.0], "spread": {}}  # fmt: skip
+
+
+def write_tree(
+    root: Path, records: list[dict[str, object]], overrides: list[list[str]] | None = None
+) -> list[Path]:
+    """One results.json per record, each in its own nested folder as the grid writes them, with
+    a state.json holding ``overrides[i]`` when given; returns the results.json paths."""
+    paths = []
+    for index, record in enumerate(records):
+        folder = root / "store" / f"cell-{index:03d}-{record['key']}"
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps(record), encoding="utf-8")
+        if overrides is not None:
+            state = {"overrides": overrides[index], "state": "done"}
+            (folder / "state.json").write_text(json.dumps(state), encoding="utf-8")
+        paths.append(folder / "results.json")
+    return paths
+
+
+# The "paper-shaped" grid: brain_mri, DINO/CASS/supervised × CNN/ViT × 10 %/100 % × seeds 0, 1,
+# test micro-F1 (the paper's metric for this dataset) per (method, arm, fraction): two seeds each.
+# DINO·ViT at 100 % has only seed 0 (a missing cell).
+GRID_F1 = {
+    ("dino", "cnn", 0.1): (0.80, 0.84), ("dino", "cnn", 1.0): (0.90, 0.92),
+    ("cass", "cnn", 0.1): (0.85, 0.87), ("cass", "cnn", 1.0): (0.95, 0.97),
+    ("supervised", "cnn", 0.1): (0.70, 0.74), ("supervised", "cnn", 1.0): (0.88, 0.90),
+    ("dino", "vit", 0.1): (0.60, 0.64), ("dino", "vit", 1.0): (0.70,),
+    ("cass", "vit", 0.1): (0.66, 0.70), ("cass", "vit", 1.0): (0.80, 0.84),
+    ("supervised", "vit", 0.1): (0.50, 0.52), ("supervised", "vit", 1.0): (0.75, 0.77),
+}  # fmt: skip
+# pretraining wall time (s): CASS one run per seed; DINO one run per arm and seed
+CASS_WALL = {0: 100.0, 1: 110.0}
+DINO_WALL = {("cnn", 0): 200.0, ("vit", 0): 250.0, ("cnn", 1): 210.0, ("vit", 1): 240.0}
+# ISIC-2019 at 100 % only, one seed, balanced accuracy: CASS beats DINO by 0.1 on each arm
+ISIC_BACC = {("dino", "cnn"): 0.4, ("cass", "cnn"): 0.5, ("dino", "vit"): 0.5, ("cass", "vit"): 0.6}
+
+
+def paper_grid() -> list[dict[str, object]]:
+    """The records of the paper-shaped grid above (brain_mri) plus the ISIC-2019 cells."""
+    records = []
+    for (method, arm, fraction), values in GRID_F1.items():
+        for seed, value in enumerate(values):
+            block = None
+            if method == "cass":
+                block = pretrain(f"cass-s{seed}", CASS_WALL[seed])
+            elif method == "dino":
+                block = pretrain(f"dino-{arm}-s{seed}", DINO_WALL[(arm, seed)], method="dino")
+            key = f"{method}-{arm}-{fraction}-{seed}"
+            cell = {"method": method, "arm": arm, "label_fraction": fraction, "seed": seed}
+            records.append(
+                result(key, **cell, micro_f1=value, macro_f1=value - 0.1, dataset="brain_mri",
+                       experiment="paper", pretrain=block)
+            )  # fmt: skip
+    for (method, arm), value in ISIC_BACC.items():
+        cell = {"method": method, "arm": arm, "label_fraction": 1.0}
+        records.append(
+            result(f"isic-{method}-{arm}", **cell, balanced_accuracy=value, dataset="isic2019",
+                   experiment="paper")
+        )  # fmt: skip
+    return records

@@ -1,0 +1,70 @@
+"""The collector's PNG plots: written atomically, valid PNGs that PIL and matplotlib read back,
+paths printed; a failing plot is a warning, never a lost table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+from collect_fixtures import paper_grid, write_tree
+from PIL import Image
+
+from cass_hpc.collect import main
+from cass_hpc.report import plots
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+HISTORY = [{"epoch": e, "val_loss": 1.0 / e, "val_micro_f1": 0.5 + 0.1 * e} for e in (1, 2, 3)]
+
+
+def grid_with_curves() -> list[dict[str, object]]:
+    """The paper-shaped grid, each cell with a fine-tuning history and pretraining losses."""
+    records = paper_grid()
+    for record in records:
+        record["finetune"]["history"] = HISTORY  # type: ignore[index]
+        if record["pretrain"]:
+            spread = {"cnn": [3.0, 2.0, 1.5], "vit": [2.0, 0.5, 0.05]}
+            record["pretrain"] |= {"loss": [0.5, 0.2, 0.1], "spread": spread}
+    return records
+
+
+def test_plots_are_valid_pngs_and_their_paths_are_printed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_tree(tmp_path / "runs", grid_with_curves())
+    assert main([str(tmp_path / "runs")]) == 0
+    plot_dir = tmp_path / "runs" / "summary" / "plots"
+    expected = {
+        "paper_brain_mri_results.png", "paper_brain_mri_pretrain.png",
+        "paper_brain_mri_finetune.png", "paper_isic2019_results.png",
+        "paper_isic2019_finetune.png", "paper_timing.png",
+    }  # fmt: skip
+    # ISIC-2019 has no pretraining in this grid: no pretraining plot; and no temporary files left
+    assert {p.name for p in plot_dir.iterdir()} == expected
+    out = capsys.readouterr().out
+    for name in expected:
+        path = plot_dir / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size[0] >= 400 and image.size[1] >= 300
+        assert matplotlib.image.imread(path).ndim == 3
+        assert str(path) in out
+    assert out.index("wrote:") < out.index("paper_brain_mri_results.png")
+
+
+def test_a_failing_plot_is_warned_about_and_the_tables_are_still_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("no fonts")
+
+    monkeypatch.setattr(plots, "results_bars", broken)
+    monkeypatch.setattr(plots, "finetune_curves", broken)
+    monkeypatch.setattr(plots, "pretrain_curves", broken)
+    write_tree(tmp_path, paper_grid()[:2])
+    assert main([str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "plot " in err and "_results.png not written: RuntimeError: no fonts" in err
+    assert (tmp_path / "summary" / "results.md").exists()
