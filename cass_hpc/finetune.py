@@ -184,8 +184,8 @@ def finetune(
                 accelerator.backward(loss)
                 optimizer.step()
                 total, steps = total + float(loss.detach()), steps + 1
-                if preempt.requested():
-                    if resumable and step < len(train):
+                if preempt.requested() and step < len(train):  # the last: epoch's end
+                    if resumable:
                         save(epoch, {"step": step, "total": total})
                         log.warning("saved fine-tuning at epoch %d, step %d", epoch, step)
                     preempt.hand_over()  # else the last epoch's checkpoint stands

@@ -230,8 +230,8 @@ def pretrain(
                 result.images += first.shape[0]
                 for a, emb in out.embeddings.items():
                     spreads[a] = spreads.get(a, 0.0) + (spread(emb) if emb.shape[0] > 1 else 0.0)
-                if preempt.requested():
-                    if resumable and step < steps_per_epoch:
+                if preempt.requested() and step < steps_per_epoch:  # the last: epoch's end
+                    if resumable:
                         seconds = time.perf_counter() - t0
                         save(epoch, {"step": step, "total": total, "spreads": spreads,
                                      "seconds": seconds})  # fmt: skip

@@ -35,6 +35,17 @@ def test_iterative_stratification_puts_every_label_in_every_split() -> None:
     assert len(parts["train"]) == pytest.approx(56, abs=3)
 
 
+def test_a_small_set_still_gets_every_label_into_the_ten_percent_split() -> None:
+    y = random_multi_hot(n=15, seed=3)
+    y[:, 4] = 0
+    y[:3, 4] = 1  # three images carry the rare label: one per split
+    parts = multilabel_split(y, {"train": 0.7, "val": 0.1, "test": 0.2}, seed=0)
+    for name, idx in parts.items():
+        present = y[idx].sum(axis=0)
+        assert (present[y.sum(axis=0) >= 3] > 0).all(), (name, present)
+    assert len(parts["train"]) >= len(parts["test"]) >= len(parts["val"]) >= 1
+
+
 def test_label_fraction_keeps_every_label_and_is_seeded() -> None:
     y = random_multi_hot()
     idx = multilabel_fraction_indices(y, 0.05, seed=1)

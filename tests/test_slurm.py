@@ -161,3 +161,32 @@ def test_a_second_cluster_refuses_ports_held_by_the_first(
     assert up.returncode == 1
     assert "port 3306 (for mariadbd) is already in use" in up.stderr, up.stderr
     assert not list(other.glob("run/*.pid"))  # nothing of its own was started
+
+
+@pytest.mark.slow  # two real time limits: ~3–4 min
+def test_a_cell_at_its_time_limit_resumes_from_its_step_until_out_of_requeues(
+    slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    proc = run_module(
+        "cass_hpc.run", "-m", "experiment=demo", "hydra/launcher=testcluster", f"runs_dir={runs}",
+        f"dataset.path={tiny_dataset}", "image_size=32", "method=cass", "arm=vit",
+        "label_fraction=1.0", "seed=0", "threads=1", "pretrain.epochs=100000",
+        "pretrain.batch_size=8", "+model.vit.kwargs.depth=1",
+        # USR2 30–90 s into each attempt (SLURM signals up to 60 s early); one requeue allowed
+        "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30",
+        "hydra.launcher.max_num_timeout=1",
+        env=slurm_env,
+    )  # fmt: skip
+    assert proc.returncode != 0  # the second time limit ends the cell: no requeue left
+    logs = "".join(p.read_text() for p in sorted(runs.rglob("*_log.*")))  # both attempts
+    assert logs.count("SIGUSR2: saving at the next step boundary") >= 2, logs[-3000:]
+    assert "resuming pretraining from" in logs and "this job is timed-out" in logs
+    job = next(runs.rglob("*_log.out")).name.split("_log")[0].rsplit("_", 1)[0]
+    sacct = ["sacct", "-D", "-n", "-X", "-j", job.split("_")[0], "-o", "State"]
+    history = subprocess.run(sacct, capture_output=True, text=True, env=slurm_env).stdout.split()
+    assert "REQUEUED" in history, history
+    wide = {**slurm_env, "COLUMNS": "300"}  # the error on one line
+    status = run_module("cass_hpc.status", str(runs / "demo"), env=wide)
+    assert status.returncode == 1 and "1 failed" in status.stdout, status.stdout
+    assert "timed-out too many times" in status.stdout, status.stdout

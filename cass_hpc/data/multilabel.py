@@ -2,8 +2,8 @@
 
 Labels are a multi-hot ``(n, num_classes)`` array. Splits use iterative stratification
 (Sechidis et al. 2011): the rarest remaining label is placed first, each of its images into the
-split that still needs that label most, so every label lands in every split where its count
-allows. Label fractions keep every label present (≥ 1 image containing it).
+split that still needs that label most — after every split has had one image of it, when the
+label has that many — so every label lands in every split where its count allows. Label fractions keep every label present (≥ 1 image containing it).
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def multilabel_split(
     rng = np.random.default_rng([seed, _SPLIT_SALT])
     need_label = frac[:, None] * y.sum(axis=0)[None, :]  # (splits, classes)
     need_total = frac * len(y)
+    # a label with enough images goes to every split at least once before shares count: on small
+    # sets a 10 % split's share (< 1 image) would otherwise never win against the 70 % one
+    lacks = (frac[:, None] > 0) & (y.sum(axis=0)[None, :] >= (frac > 0).sum())
     assigned = np.full(len(y), -1)
     order = rng.permutation(len(y))
     while (assigned < 0).any():
@@ -48,6 +51,8 @@ def multilabel_split(
             label, batch = -1, left
         for i in batch:
             score = need_label[:, label] if label >= 0 else need_total
+            if label >= 0 and lacks[:, label].any():
+                score = np.where(lacks[:, label], score + len(y), score)
             best = np.flatnonzero(score == score.max())
             if len(best) > 1:  # ties: the split that needs most images overall, then by chance
                 best = best[need_total[best] == need_total[best].max()]
@@ -55,6 +60,7 @@ def multilabel_split(
             assigned[i] = split
             need_label[split] -= y[i]
             need_total[split] -= 1
+            lacks[split, y[i]] = False
     return {n: np.flatnonzero(assigned == k) for k, n in enumerate(names)}
 
 
