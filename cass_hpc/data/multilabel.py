@@ -3,7 +3,8 @@
 Labels are a multi-hot ``(n, num_classes)`` array. Splits use iterative stratification
 (Sechidis et al. 2011): the rarest remaining label is placed first, each of its images into the
 split that still needs that label most — after every split has had one image of it, when the
-label has that many — so every label lands in every split where its count allows. Label fractions keep every label present (≥ 1 image containing it).
+label has that many — so every label lands in every split where its count allows. Label
+fractions keep every label present (≥ 1 image containing it).
 """
 
 from __future__ import annotations
