@@ -13,9 +13,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-from cass_hpc.data.shards import Manifest
+from cass_hpc.data.shards import STORES, Manifest
 from preprocess.pack import pack
-from preprocess.readers import available_readers
+from preprocess.parallel import default_workers
+from preprocess.readers import DEFAULT_MAX_PIXELS, available_readers
 
 _EPILOG = """examples:
   python -m preprocess folder ~/raw/brain_mri data/brain_mri
@@ -38,7 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--image-size",
         type=int,
         default=384,
-        help="side of the square images stored, in px (default: 384, as the paper)",
+        help="side of the square images stored, in px (default: 384, as the paper); with "
+        "--store original it is not applied (synthetic images are still drawn at it)",
+    )
+    options.add_argument(
+        "--store",
+        choices=STORES,
+        default="resized",
+        help="resized: every image resized to --image-size square (default, as the paper); "
+        "original: each image at its own size, as lossless PNG (resized when training)",
+    )
+    options.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="processes that decode and resize images (default: min(4, cores available) = "
+        f"{default_workers()} here); the shards are identical for any number",
     )
     options.add_argument(
         "--seed",
@@ -48,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     options.add_argument(
         "--shard-size", type=int, default=1024, help="images per shard file (default: 1024)"
+    )
+    options.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse an image with more pixels, naming it (decompression-bomb guard; default: "
+        f"{DEFAULT_MAX_PIXELS}, Pillow's own limit)",
     )
     options.add_argument(
         "--overwrite", action="store_true", help="replace a different packed dataset already at OUT"
@@ -77,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, console: Console | None = None) -> Manifest:
     """Read SRC with the chosen reader and pack it to OUT; ValueError on bad input."""
     console = console or Console()
-    for option in ("image_size", "shard_size"):
+    for option in ("image_size", "shard_size", "workers", "max_pixels"):
         if getattr(args, option) <= 0:
             raise ValueError(
                 f"--{option.replace('_', '-')} must be positive, got {getattr(args, option)}"
@@ -112,6 +135,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> Manifest:
         skipped=result.skipped,
         console=console,
         multilabel=result.multilabel,
+        store=args.store,
+        workers=args.workers,
     )
 
 

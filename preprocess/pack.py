@@ -1,15 +1,22 @@
 """Pack reader samples into HDF5 shards: assign splits, decode, resize, write atomically.
 
-Images are decoded once here (EXIF orientation applied, grey → RGB, alpha dropped) and resized
-to ``image_size`` × ``image_size`` bilinear without cropping, as the paper's pipeline does
-(App. F.2.2), so training reads ready uint8 arrays (≈ 3× faster than decoding JPEGs, PERF-NOTES).
-Samples without a fixed split are split 70/10/20, stratified and seeded. Packing is idempotent:
-re-packing the same source with the same options is a no-op that prints "up to date".
+Images are decoded once here (EXIF orientation applied, grey → RGB, alpha dropped) and, with
+``store="resized"`` (default), resized to ``image_size`` × ``image_size`` bilinear without
+cropping, as the paper's pipeline does (App. F.2.2), so training reads ready uint8 arrays (≈ 3×
+faster than decoding JPEGs, PERF-NOTES); ``store="original"`` keeps each image at its own size
+as lossless PNG bytes, resized by the run's transforms instead. Decoding runs in ``workers``
+processes; the writer takes their results in a fixed order, so the shards are byte-identical
+whatever the number of workers. Samples without a fixed split are split 70/10/20, stratified
+and seeded. Packing is idempotent: re-packing the same source with the same options is a no-op
+that prints "up to date".
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import pickle
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,20 +30,25 @@ from rich.table import Column, Table
 from cass_hpc.data.shards import (
     MANIFEST_NAME,
     SPLITS,
+    STORES,
     Manifest,
     ShardError,
     ShardWriter,
+    encode_png,
     read_manifest,
 )
 from cass_hpc.data.splits import stratified_split
+from preprocess.parallel import OrderedMap
 from preprocess.readers import ImageDecodeError, Sample
 
 DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+SERIAL_BELOW_S = 2.0  # a pack this short on one core is not worth starting worker processes
 _HIGH_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 
-def prepare_image(image: Image.Image, image_size: int) -> np.ndarray:
-    """EXIF-orient, convert to RGB and resize (bilinear, no crop); (S, S, 3) uint8."""
+def prepare_image(image: Image.Image, image_size: int | None) -> np.ndarray:
+    """EXIF-orient, convert to RGB and resize (bilinear, no crop); (S, S, 3) uint8, or
+    (H, W, 3) at the image's own size when ``image_size`` is None."""
     image = ImageOps.exif_transpose(image) or image
     if image.mode in _HIGH_DEPTH_MODES:
         # 16-bit / float greyscale (common in medical TIFFs): stretch its own range to 0..255.
@@ -45,7 +57,7 @@ def prepare_image(image: Image.Image, image_size: int) -> np.ndarray:
         scaled = (values - low) * (255.0 / (high - low)) if high > low else values * 0
         image = Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
     image = image.convert("RGB")  # grey and palette → RGB; RGBA/LA alpha is dropped
-    if image.size != (image_size, image_size):
+    if image_size is not None and image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
 
@@ -126,21 +138,32 @@ def pack(
     skipped: Sequence[tuple[str, str]] = (),
     console: Console | None = None,
     multilabel: bool = False,
+    store: str = "resized",
+    workers: int = 1,
 ) -> Manifest:
     """Write ``reader_samples`` to a packed dataset at ``out`` and return its manifest.
 
     ``params`` (the reader's name, resolved source and options) are recorded together with
-    ``image_size``, ``seed`` and ``shard_size``; an existing dataset at ``out`` with equal params
-    is returned untouched ("up to date"), a different one is refused unless ``overwrite``.
-    ``skip_bad`` skips undecodable images instead of stopping; ``skipped`` lists samples the
-    reader already left out. Both end up in the manifest's ``skipped``.
+    ``image_size``, ``seed``, ``shard_size`` and a non-default ``store``; an existing dataset at
+    ``out`` with equal params is returned untouched ("up to date"), a different one is refused
+    unless ``overwrite``. ``store`` is "resized" (``image_size`` square) or "original" (each
+    image at its own size, PNG bytes). Up to ``workers`` processes decode (above 1, every
+    sample's ``load`` must pickle; a pack shorter than ``SERIAL_BELOW_S`` on one core stays in
+    this process); the shards do not depend on their number. ``skip_bad`` skips undecodable
+    images instead of stopping; ``skipped`` lists samples the reader already left out. Both end
+    up in the manifest's ``skipped``.
     """
     console = console or Console()
     out = Path(out).expanduser().resolve()
     name = name or out.name
-    params = _canonical(
-        {**params, "image_size": int(image_size), "seed": int(seed), "shard_size": int(shard_size)}
-    )
+    if store not in STORES:
+        raise ValueError(f"--store must be one of {', '.join(STORES)}, got {store!r}")
+    if workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {workers}")
+    recorded = {"image_size": int(image_size), "seed": int(seed), "shard_size": int(shard_size)}
+    if store != "resized":  # the default is left out, so packs made before --store stay current
+        recorded["store"] = store
+    params = _canonical({**params, **recorded})
     if not overwrite and (existing := _existing(out, name, params, console)) is not None:
         return existing
     if not reader_samples:
@@ -151,15 +174,18 @@ def pack(
             raise ValueError(
                 f"{sample.sample_id}: label {sample.label} is outside 0..{len(classes) - 1}"
             )
+    if workers > 1:
+        _check_picklable(reader_samples[0])
     splits = assign_splits(reader_samples, classes, seed)
     order = sorted(range(len(reader_samples)), key=lambda i: (SPLITS.index(splits[i]), i))
 
     started = time.perf_counter()
+    stored_size = image_size if store == "resized" else None
     with ShardWriter(
         out,
         name=name,
         classes=classes,
-        image_size=image_size,
+        image_size=stored_size,
         seed=seed,
         source=source,
         synthetic=synthetic,
@@ -167,6 +193,7 @@ def pack(
         shard_size=shard_size,
         overwrite=overwrite,
         multilabel=multilabel,
+        store=store,
     ) as writer:
         for sample_id, reason in skipped:
             writer.skip(sample_id, reason)
@@ -177,28 +204,52 @@ def pack(
             TimeRemainingColumn(),
             console=console,
         )
-        with progress:
+        prepare = functools.partial(_prepare, image_size=stored_size)
+        ordered = [reader_samples[i] for i in order]
+        results = OrderedMap(prepare, ordered, workers=workers, serial_below_s=SERIAL_BELOW_S)
+        with progress, contextlib.closing(results):
             task = progress.add_task("pack", total=len(order), split="")
-            for index in order:
+            for index, result in zip(order, results, strict=True):
                 sample = reader_samples[index]
                 progress.update(task, split=splits[index])
-                try:
-                    array = _decode(sample, image_size)
-                except ImageDecodeError as err:
+                if isinstance(result, ImageDecodeError):
                     if not skip_bad:
                         raise ImageDecodeError(
-                            f"{err} — fix or remove it, or pass --skip-bad to leave it out"
-                        ) from err
-                    writer.skip(sample.sample_id, str(err))
+                            f"{result} — fix or remove it, or pass --skip-bad to leave it out"
+                        ) from result
+                    writer.skip(sample.sample_id, str(result))
                 else:
-                    writer.add(splits[index], array, sample.label, sample.sample_id)
+                    writer.add(splits[index], result, sample.label, sample.sample_id)
                 progress.advance(task)
         manifest = writer.commit()
-    _summary(manifest, time.perf_counter() - started, console)
+    _summary(manifest, time.perf_counter() - started, results.processes, console)
     return manifest
 
 
-def _decode(sample: Sample, image_size: int) -> np.ndarray:
+def _check_picklable(sample: Sample) -> None:
+    """Samples travel to worker processes: a reader's ``load`` must pickle (functools.partial
+    of a module-level function), not be a lambda or a closure."""
+    try:
+        pickle.dumps(sample)
+    except Exception as err:  # PicklingError, AttributeError, TypeError: all mean "cannot"
+        raise ValueError(
+            f"{sample.sample_id}: its loader cannot be sent to worker processes ({err}); "
+            f"make the reader's load a functools.partial of a module-level function, or pass "
+            f"--workers 1"
+        ) from err
+
+
+def _prepare(sample: Sample, image_size: int | None) -> np.ndarray | bytes | ImageDecodeError:
+    """One sample as the writer stores it (runs in a worker): an (S, S, 3) array, or PNG bytes
+    when ``image_size`` is None; a bad image is returned, not raised, so it is skipped in order."""
+    try:
+        array = _decode(sample, image_size)
+    except ImageDecodeError as err:
+        return err
+    return array if image_size is not None else encode_png(array, sample.sample_id)
+
+
+def _decode(sample: Sample, image_size: int | None) -> np.ndarray:
     """Load and prepare one sample; decode failures become ImageDecodeError naming the sample."""
     image = sample.load()  # readers raise ImageDecodeError naming the file; other errors pass
     try:
@@ -212,10 +263,15 @@ def _say(console: Console, text: str) -> None:
     console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _summary(manifest: Manifest, seconds: float, console: Console) -> None:
+def _summary(manifest: Manifest, seconds: float, processes: int, console: Console) -> None:
     total = sum(manifest.splits.values())
     size = manifest.image_size
-    _say(console, f"{manifest.name}: {total} images, {manifest.num_classes} classes, {size}×{size}")
+    stored = (
+        f"{size}×{size}"
+        if manifest.store == "resized"
+        else f"original size (longest side {size} px, PNG)"
+    )
+    _say(console, f"{manifest.name}: {total} images, {manifest.num_classes} classes, {stored}")
     table = Table("class", *(Column(s, justify="right") for s in SPLITS))
     for cls in manifest.classes:
         table.add_row(cls, *(str(manifest.class_counts[s][cls]) for s in SPLITS))
@@ -224,6 +280,9 @@ def _summary(manifest: Manifest, seconds: float, console: Console) -> None:
     if manifest.skipped:
         _say(console, f"skipped {len(manifest.skipped)} file(s); listed in the manifest")
     rate = total / seconds if seconds > 0 else float("inf")
+    decoding = f"{processes} decoding process{'es' if processes > 1 else ''}"
     _say(
-        console, f"packed {total} images in {seconds:.1f} s ({rate:.0f} images/s) → {manifest.root}"
+        console,
+        f"packed {total} images in {seconds:.1f} s ({rate:.0f} images/s, {decoding}) "
+        f"→ {manifest.root}",
     )

@@ -16,7 +16,9 @@ class ShardDataset(Dataset):
 
     Items are ``(view, label)``: ``view`` is ``transform(uint8 HWC array)``. The reader opens
     its HDF5 files on first access in the process that reads, so forked or spawned workers each
-    get their own handles.
+    get their own handles. The array is ``image_size`` square for a resized pack and at each
+    image's own size for an original one (PNG-decoded in the worker), so ``transform`` must end
+    at a fixed size for batching: the paper's transforms resize first (``transforms``).
     """
 
     def __init__(

@@ -4,6 +4,10 @@ A reader turns a source (a folder, a generator name, ...) into a list of ``Sampl
 list. It does not decode or resize: each sample carries a ``load`` callable that returns a PIL
 image, called by ``preprocess.pack`` while it writes shards. Adding a reader means adding one
 module that defines ``READER = ReaderSpec(...)`` and listing it in ``available_readers``.
+
+Every reader loads through ``open_image`` (``preprocess.readers.decode``: one decoding policy for
+all formats) with its options bound by ``functools.partial``, so a ``Sample.load`` stays picklable
+and packing can decode in worker processes.
 """
 
 from __future__ import annotations
@@ -11,13 +15,20 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from preprocess.readers.decode import DEFAULT_MAX_PIXELS, ImageDecodeError, open_image
 
-class ImageDecodeError(ValueError):
-    """A raw image file cannot be opened or decoded."""
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "ImageDecodeError",
+    "ReaderResult",
+    "ReaderSpec",
+    "Sample",
+    "available_readers",
+    "open_image",
+]
 
 
 @dataclass(frozen=True)
@@ -57,24 +68,17 @@ class ReaderSpec:
     src_is_path: bool = True  # False when SRC is a name (synthetic generators)
 
 
-def open_image(path: Path) -> Image.Image:
-    """Open and fully decode an image file; ImageDecodeError naming the path if that fails."""
-    try:
-        image = Image.open(path)
-        image.load()  # PIL opens lazily: force the decode here so errors name this file
-    except (
-        OSError,
-        UnidentifiedImageError,
-        SyntaxError,
-        ValueError,
-        Image.DecompressionBombError,
-    ) as err:
-        raise ImageDecodeError(f"{path}: cannot decode image ({err})") from err
-    return image
-
-
 def available_readers() -> dict[str, ReaderSpec]:
     """All readers by name (imported here, not at module import, to avoid an import cycle)."""
-    from preprocess.readers import folder, synthetic
+    from preprocess.readers import (
+        autoimmune,
+        brain_mri,
+        csvfile,
+        dermofit,
+        folder,
+        isic2019,
+        synthetic,
+    )
 
-    return {spec.name: spec for spec in (folder.READER, synthetic.READER)}
+    modules = (isic2019, dermofit, brain_mri, autoimmune, folder, csvfile, synthetic)
+    return {module.READER.name: module.READER for module in modules}

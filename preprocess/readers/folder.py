@@ -7,30 +7,36 @@ Two layouts are recognised:
     SRC/Testing/<class>/<image>       the test split; validation is 1/8 of Training (≈ 10 % of all)
 
 Classes are the sorted folder names. Images may sit anywhere below their class folder. Extensions
-.png .jpg .jpeg .bmp .tif .tiff (any case) are images; hidden files and OS litter (Thumbs.db,
-desktop.ini) are ignored; any other file is an error unless --skip-bad records and skips it.
+.png .jpg .jpeg .bmp .tif .tiff .dcm .dicom (any case) are images: DICOM through pydicom (rescale,
+window, MONOCHROME1 inverted), TIFF of any depth and channel count through tifffile, the rest
+through Pillow — all decoded to 8-bit RGB by one policy (preprocess/readers/decode.py).
+Hidden files and OS litter (Thumbs.db, desktop.ini) are ignored, and so are files directly in SRC
+that are not images (a README); any other non-image file is an error unless --skip-bad records
+and skips it. A class folder without images is an error (remove the folder or add images).
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from cass_hpc.data.splits import stratified_split
-from preprocess.readers import ReaderResult, ReaderSpec, Sample, open_image
+from preprocess.readers import ReaderResult, ReaderSpec, Sample
+from preprocess.readers.common import (
+    add_skip_bad,
+    decode_options,
+    fingerprint,
+    is_image_name,
+    loader,
+    not_an_image,
+    recorded,
+    visible,
+)
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-_IGNORED_NAMES = frozenset({"thumbs.db", "desktop.ini"})
 _VAL_OF_TRAINING = 1 / 8  # 70/10 of the whole when Testing is ~20 %
-
-
-def _visible(path: Path, base: Path) -> bool:
-    parts = path.relative_to(base).parts
-    return not any(p.startswith(".") for p in parts) and path.name.lower() not in _IGNORED_NAMES
+TRAINING_TESTING = "training-testing"
 
 
 def _class_dirs(parent: Path) -> list[Path]:
@@ -43,18 +49,12 @@ def _list_class(
     """Image files below ``class_dir`` in sorted order; other files raise or are skipped."""
     images = []
     for path in sorted(class_dir.rglob("*")):
-        if not path.is_file() or not _visible(path, class_dir):
+        if not path.is_file() or not visible(path, class_dir):
             continue
-        if path.suffix.lower() in IMAGE_EXTENSIONS:
+        if is_image_name(path):
             images.append(path)
-            continue
-        reason = f"not an image file (extension {path.suffix or 'none'!r})"
-        if not skip_bad:
-            raise ValueError(
-                f"{path}: {reason}; expected {', '.join(sorted(IMAGE_EXTENSIONS))}"
-                f" — remove it or pass --skip-bad"
-            )
-        skipped.append((path.relative_to(src).as_posix(), reason))
+        else:
+            not_an_image(path, src, skip_bad, skipped)
     if not images:
         raise ValueError(
             f"{class_dir}: class folder has no images; add images or remove the folder"
@@ -62,16 +62,19 @@ def _list_class(
     return images
 
 
-def _fingerprint(src: Path, files: list[Path]) -> str:
-    """Hash of relative paths and sizes, so a changed source is not mistaken for 'up to date'."""
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(f"{path.relative_to(src).as_posix()}\t{path.stat().st_size}\n".encode())
-    return digest.hexdigest()
+def read_folder(
+    src: str | Path,
+    *,
+    seed: int = 0,
+    skip_bad: bool = False,
+    layout: str | None = None,
+    **decode: object,
+) -> ReaderResult:
+    """List the images of a class-per-folder or Training/Testing tree (see module docstring).
 
-
-def read_folder(src: str | Path, *, seed: int = 0, skip_bad: bool = False) -> ReaderResult:
-    """List the images of a class-per-folder or Training/Testing tree (see module docstring)."""
+    ``layout=TRAINING_TESTING`` insists on the Training/Testing tree; ``decode`` holds the
+    decoding options bound into every ``Sample.load`` (``max_pixels``, ``page``, ``channels``).
+    """
     src = Path(src).expanduser().resolve()
     if not src.is_dir():
         raise ValueError(
@@ -79,8 +82,14 @@ def read_folder(src: str | Path, *, seed: int = 0, skip_bad: bool = False) -> Re
             f"class (see python -m preprocess folder --help)"
         )
     skipped: list[tuple[str, str]] = []
-    if (src / "Training").is_dir() and (src / "Testing").is_dir():
-        layout = "training-testing"
+    has_split_folders = (src / "Training").is_dir() and (src / "Testing").is_dir()
+    if layout == TRAINING_TESTING and not has_split_folders:
+        raise ValueError(
+            f"{src}: expected Training/<class>/ and Testing/<class>/ folders (the Kaggle "
+            f"brain-tumour MRI layout); for one folder per class use the folder reader"
+        )
+    if has_split_folders:
+        layout = TRAINING_TESTING
         train_dirs, test_dirs = _class_dirs(src / "Training"), _class_dirs(src / "Testing")
         train_names, test_names = [d.name for d in train_dirs], [d.name for d in test_dirs]
         if train_names != test_names:
@@ -96,7 +105,7 @@ def read_folder(src: str | Path, *, seed: int = 0, skip_bad: bool = False) -> Re
     else:
         layout = "class-per-folder"
         for path in sorted(src.iterdir()):
-            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+            if path.is_file() and is_image_name(path):
                 raise ValueError(
                     f"{path}: image outside a class folder; move it into SRC/<class>/ or remove it"
                 )
@@ -116,15 +125,10 @@ def read_folder(src: str | Path, *, seed: int = 0, skip_bad: bool = False) -> Re
             files = _list_class(class_dir, skip_bad, src, skipped)
             all_files.extend(files)
             samples.extend(
-                Sample(
-                    path.relative_to(src).as_posix(),
-                    label,
-                    functools.partial(open_image, path),
-                    split,
-                )
+                Sample(path.relative_to(src).as_posix(), label, loader(path, **decode), split)
                 for path in files
             )
-    if layout == "training-testing":
+    if layout == TRAINING_TESTING:
         samples = _carve_validation(samples, classes, seed, src)
     return ReaderResult(
         samples=samples,
@@ -134,7 +138,8 @@ def read_folder(src: str | Path, *, seed: int = 0, skip_bad: bool = False) -> Re
             "layout": layout,
             "skip_bad": skip_bad,
             "files": len(all_files),
-            "listing_sha256": _fingerprint(src, all_files),
+            "listing_sha256": fingerprint(src, all_files),
+            **recorded(decode),
         },
         skipped=skipped,
     )
@@ -167,16 +172,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SRC",
         help="folder with one sub-folder per class, or with Training/ and Testing/ class folders",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_true",
-        help="skip non-image and undecodable files (listed in the manifest's "
-        "'skipped') instead of stopping at the first one",
-    )
+    add_skip_bad(parser)
 
 
 def _read(args: argparse.Namespace) -> ReaderResult:
-    return read_folder(args.src, seed=args.seed, skip_bad=args.skip_bad)
+    return read_folder(args.src, seed=args.seed, skip_bad=args.skip_bad, **decode_options(args))
 
 
 READER = ReaderSpec(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing
 import os
 import pickle
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,21 +150,53 @@ def test_corrupted_shard_fails_verification_naming_file_and_checksum(tmp_path: P
     middle = len(data) // 2
     data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
     shard.write_bytes(bytes(data))
-    with pytest.raises(ShardError, match=r"train-00001\.h5: checksum mismatch"):
+    with pytest.raises(ShardError) as info:
         read_manifest(root)
+    assert str(info.value).startswith(f"{shard}: checksum mismatch (expected ")
+    assert str(info.value).endswith(
+        "the shard is corrupt or truncated; re-pack the dataset "
+        "(python -m preprocess <reader> SRC OUT --overwrite)"
+    )
     read_manifest(root, verify=False)  # cheap open still works; verification is what catches it
 
 
-def test_truncated_shard_fails_verification_and_reading(tmp_path: Path) -> None:
+def test_truncated_shard_fails_at_open_without_verification_naming_file_and_repack(
+    tmp_path: Path,
+) -> None:
     root = tmp_path / "ds"
     _pack(root)
     shard = root / "val-00000.h5"
+    full = shard.stat().st_size
+    shard.write_bytes(shard.read_bytes()[: full // 2])
+    for verify in (True, False):  # the recorded size catches it before any hashing
+        with pytest.raises(ShardError) as info:
+            read_manifest(root, verify=verify)
+        message = str(info.value)
+        assert message.startswith(f"{shard}: {full // 2} bytes, the manifest records {full}")
+        assert "the shard is truncated; re-pack the dataset" in message
+        assert "\n" not in message
+
+
+def test_truncated_shard_of_a_manifest_without_sizes_fails_when_the_reader_opens_it(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "ds"
+    _pack(root)
+    raw = json.loads((root / "manifest.json").read_text(encoding="utf-8"))
+    for shard in raw["shards"]:
+        del shard["size_bytes"]  # as written before sizes were recorded
+    (root / "manifest.json").write_text(json.dumps(raw), encoding="utf-8")
+    shard = root / "val-00000.h5"
     shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
-    with pytest.raises(ShardError, match=r"val-00000\.h5: checksum mismatch"):
+    manifest = read_manifest(root, verify=False)
+    assert manifest.shards_for("val")[0].size_bytes is None
+    where = re.escape(str(shard))
+    with pytest.raises(
+        ShardError, match=rf"^{where}: cannot open shard .* truncated or corrupt; re-pack"
+    ):
+        ShardReader(manifest, "val")
+    with pytest.raises(ShardError, match=rf"^{where}: checksum mismatch .* re-pack the dataset"):
         read_manifest(root)
-    with pytest.raises(ShardError, match=r"val-00000\.h5"):
-        reader = ShardReader(read_manifest(root, verify=False), "val")
-        reader.image(0)
 
 
 def test_missing_manifest_is_not_a_dataset(tmp_path: Path) -> None:
@@ -218,7 +252,7 @@ def test_existing_dataset_needs_overwrite_and_is_replaced_cleanly(tmp_path: Path
     with pytest.raises(ShardError, match="pass --overwrite"):
         _writer(root)
     _pack(root, {"train": 4, "val": 1, "test": 1}, overwrite=True)
-    assert read_manifest(root).splits == {"train": 4, "val": 1, "test": 1}
+    assert read_manifest(root, verify=False).splits == {"train": 4, "val": 1, "test": 1}
     assert sorted(p.name for p in root.iterdir()) == [
         "manifest.json",
         "test-00000.h5",

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from cass_hpc.data.shards import ShardError, read_manifest
+from cass_hpc.data.shards import read_manifest
 from preprocess.__main__ import main
 from preprocess.pack import pack
 from preprocess.readers import Sample
 from preprocess.readers.synthetic import SHAPES_VERSION, read_synthetic
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def _leftovers(out: Path) -> list[str]:
@@ -48,33 +42,64 @@ def test_loader_exception_mid_pack_leaves_no_output_and_no_staging(tmp_path: Pat
     assert _leftovers(out) == []
 
 
-def test_sigkilled_pack_leaves_no_dataset_and_rerun_cleans_up(tmp_path: Path) -> None:
-    out = tmp_path / "shapes"
-    argv = ["synthetic", "shapes", str(out), "--per-class", "400", "--image-size", "64"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "preprocess", *argv],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+def _pack_synthetic(samples: list[Sample], out: Path, **options) -> object:
+    return pack(
+        samples,
+        ["disc", "square", "triangle", "stripes"],
+        out,
+        image_size=8,
+        seed=0,
+        source="synthetic:shapes",
+        synthetic=True,
+        params={},
+        **options,
     )
-    deadline = time.monotonic() + 60
-    try:
-        while not list(tmp_path.glob("shapes.partial-*/*.h5")):
-            assert process.poll() is None, process.stderr.read().decode()
-            assert time.monotonic() < deadline, "the pack never created its staging dir"
-            time.sleep(0.02)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        process.stderr.close()
-    assert _leftovers(out) == [f"shapes.partial-{process.pid}"]
-    assert not (out / "manifest.json").exists()
-    with pytest.raises(ShardError, match="not a packed dataset"):
-        read_manifest(out)
 
-    assert main(argv) == 0
-    assert _leftovers(out) == []
-    assert sum(read_manifest(out).splits.values()) == 1600
+
+def test_class_too_small_for_the_split_is_named_with_its_count(tmp_path: Path) -> None:
+    samples = read_synthetic("shapes", image_size=8, per_class=5).samples
+    samples = [s for s in samples if s.label != 2 or s.sample_id.endswith(("0", "1"))]
+    out = tmp_path / "out"
+    with pytest.raises(ValueError) as info:
+        _pack_synthetic(samples, out)
+    assert str(info.value) == (
+        "class 'triangle' has 2 image(s) to split 70/10/20; it needs at least 3"
+    )
+    assert not out.exists() and _leftovers(out) == []
+
+
+def test_loader_that_cannot_reach_worker_processes_is_named_before_packing(
+    tmp_path: Path,
+) -> None:
+    samples = list(read_synthetic("shapes", image_size=8, per_class=3).samples)
+    first = samples[0]
+    samples[0] = Sample(first.sample_id, first.label, lambda: first.load())
+    out = tmp_path / "out"
+    with pytest.raises(ValueError) as info:
+        _pack_synthetic(samples, out, workers=2)
+    message = str(info.value)
+    assert message.startswith("shapes/disc/00000: its loader cannot be sent to worker processes")
+    assert message.endswith("a module-level function, or pass --workers 1")
+    assert not out.exists() and _leftovers(out) == []
+    assert _pack_synthetic(samples, out, workers=1).splits == {"train": 4, "val": 4, "test": 4}
+
+
+def test_original_store_is_recorded_in_params_and_resized_is_left_out(tmp_path: Path) -> None:
+    argv = ["synthetic", "shapes", "--per-class", "3", "--image-size", "8"]
+    assert main([*argv, str(tmp_path / "r")]) == 0
+    assert main([*argv, str(tmp_path / "o"), "--store", "original", "--workers", "1"]) == 0
+    resized, original = read_manifest(tmp_path / "r"), read_manifest(tmp_path / "o")
+    assert "store" not in resized.params and resized.store == "resized"
+    assert original.params["store"] == "original" and original.store == "original"
+    assert original.image_size == 8  # the synthetic images are drawn at --image-size
+
+
+def test_summary_states_images_per_second(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "s"
+    assert main(["synthetic", "shapes", str(out), "--per-class", "3", "--image-size", "8"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1].startswith("packed 12 images in ")
+    assert " images/s, 1 decoding process) → " in lines[-1] and lines[-1].endswith(str(out))
 
 
 def test_repack_with_same_options_is_up_to_date(tmp_path: Path, capsys) -> None:
@@ -97,7 +122,8 @@ def test_repack_with_different_options_needs_overwrite(tmp_path: Path, capsys) -
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "different packed dataset" in err and "seed: 0 → 1" in err and "--overwrite" in err
-    assert read_manifest(out).seed == 0
+    assert read_manifest(out).seed == 0  # untouched, and verified whole
+    assert _leftovers(out) == []
     assert main([*argv, "--seed", "1", "--overwrite"]) == 0
     assert read_manifest(out).seed == 1
     assert _leftovers(out) == []
@@ -162,6 +188,8 @@ def test_cli_refuses_output_inside_source(tmp_path: Path, capsys) -> None:
                 "--skip-bad",
                 "--image-size",
                 "--overwrite",
+                "--store {resized,original}",
+                "--workers",
             ],
         ),
         (["synthetic", "--help"], ["SYNTHETIC", "NOT medical", "--per-class"]),
