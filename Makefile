@@ -8,7 +8,7 @@ RUNS ?= runs
 DEMO_DATA ?= data/demo
 SLURM_STATE ?= /tmp/cass-slurm
 
-.PHONY: help install demo test test-slow lint lock clean benchmark benchmark-local
+.PHONY: help install demo test test-slow lint lock clean benchmark benchmark-local container test-container
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,17 @@ test: install  ## lint, then run the default test suite (< 10 min on 2 cores)
 
 test-slow: install  ## run the slow tests only (the big backbone-pair grid smoke run)
 	$(PY) -m pytest -m slow || [ $$? -eq 5 ]
+
+# The image every job can run in (containers/README.md): apptainer builds $(CONTAINER_SIF) from
+# containers/cass.def; without apptainer, podman or docker build $(CONTAINER_TAG) from the Containerfile.
+CONTAINER_ENGINE ?= auto
+CONTAINER_SIF ?= cass.sif
+CONTAINER_TAG ?= localhost/cass-hpc:latest
+container:  ## build the container image (apptainer -> cass.sif, else podman/docker)
+	containers/build.sh --engine $(CONTAINER_ENGINE) --sif $(CONTAINER_SIF) --tag $(CONTAINER_TAG)
+
+test-container: install  ## slow (~10 min): build the Containerfile with podman offline, run the tests in it
+	CASS_TEST_CONTAINER=1 $(PY) -m pytest -m slow tests/containers -x -q -s -p no:cacheprovider --durations=0
 
 lint: install  ## ruff lint + format check
 	$(PY) -m ruff check cass_hpc preprocess tests
