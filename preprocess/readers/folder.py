@@ -1,18 +1,22 @@
-"""Reader for image folders: one sub-folder per class, or Kaggle's Training/Testing layout.
+"""Reader for image folders: one sub-folder per class, or class folders inside split folders.
 
 Two layouts are recognised:
 
     SRC/<class>/<image>               class-per-folder; splits drawn 70/10/20 (stratified, seeded)
-    SRC/Training/<class>/<image>      brain-tumour MRI (Kaggle, Nickparvar): Testing is kept as
-    SRC/Testing/<class>/<image>       the test split; validation is 1/8 of Training (≈ 10 % of all)
+    SRC/<split>/<class>/<image>       the source's own split, kept: <split> is train|training,
+                                      val|valid|validation, test|testing (any case); without a
+                                      val folder, validation is 1/8 of train (≈ 10 % of all).
+                                      The brain-tumour MRI set (Kaggle, Nickparvar) is
+                                      Training/ + Testing/.
 
-Classes are the sorted folder names. Images may sit anywhere below their class folder. Extensions
-.png .jpg .jpeg .bmp .tif .tiff .dcm .dicom (any case) are images: DICOM through pydicom (rescale,
-window, MONOCHROME1 inverted), TIFF of any depth and channel count through tifffile, the rest
-through Pillow — all decoded to 8-bit RGB by one policy (preprocess/readers/decode.py).
-Hidden files and OS litter (Thumbs.db, desktop.ini) are ignored, and so are files directly in SRC
-that are not images (a README); any other non-image file is an error unless --skip-bad records
-and skips it. A class folder without images is an error (remove the folder or add images).
+Classes are the sorted folder names (the same in every split folder). Images may sit anywhere
+below their class folder. Extensions .png .jpg .jpeg .bmp .tif .tiff .dcm .dicom (any case) are
+images: DICOM through pydicom (rescale, window, MONOCHROME1 inverted), TIFF of any depth and
+channel count through tifffile, the rest through Pillow — all decoded to 8-bit RGB by one policy
+(preprocess/readers/decode.py). Hidden files and OS litter (Thumbs.db, desktop.ini) are ignored,
+and so are files directly in SRC that are not images (a README); any other non-image file is an
+error unless --skip-bad records and skips it. A class folder without images is an error (remove
+the folder or add images), and so is a tree that mixes split folders with class folders.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from preprocess.readers.common import (
 )
 
 _VAL_OF_TRAINING = 1 / 8  # 70/10 of the whole when Testing is ~20 %
+_SPLIT_NAMES = {
+    "train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
+    "test": "test", "testing": "test",
+}  # fmt: skip
 TRAINING_TESTING = "training-testing"
 
 
@@ -82,26 +90,28 @@ def read_folder(
             f"class (see python -m preprocess folder --help)"
         )
     skipped: list[tuple[str, str]] = []
-    has_split_folders = (src / "Training").is_dir() and (src / "Testing").is_dir()
-    if layout == TRAINING_TESTING and not has_split_folders:
+    splits = _split_folders(src)
+    if layout == TRAINING_TESTING and not splits:
         raise ValueError(
             f"{src}: expected Training/<class>/ and Testing/<class>/ folders (the Kaggle "
             f"brain-tumour MRI layout); for one folder per class use the folder reader"
         )
-    if has_split_folders:
-        layout = TRAINING_TESTING
-        train_dirs, test_dirs = _class_dirs(src / "Training"), _class_dirs(src / "Testing")
-        train_names, test_names = [d.name for d in train_dirs], [d.name for d in test_dirs]
-        if train_names != test_names:
-            only_train = sorted(set(train_names) - set(test_names)) or ["-"]
-            only_test = sorted(set(test_names) - set(train_names)) or ["-"]
-            raise ValueError(
-                f"{src}: Training and Testing class folders differ (only in "
-                f"Training: {', '.join(only_train)}; only in Testing: "
-                f"{', '.join(only_test)}); make them match"
-            )
-        classes = train_names
-        groups = [(train_dirs, None), (test_dirs, "test")]
+    if splits:
+        layout = TRAINING_TESTING if "val" not in splits else "train-val-test"
+        dirs = {split: _class_dirs(folder) for split, folder in splits.items()}
+        names = {split: [d.name for d in found] for split, found in dirs.items()}
+        for split, found in names.items():
+            if found != names["train"]:
+                only_train = sorted(set(names["train"]) - set(found)) or ["-"]
+                only_here = sorted(set(found) - set(names["train"])) or ["-"]
+                raise ValueError(
+                    f"{src}: class folders differ between {splits['train'].name} and "
+                    f"{splits[split].name} (only in {splits['train'].name}: "
+                    f"{', '.join(only_train)}; only in {splits[split].name}: "
+                    f"{', '.join(only_here)}); make them match"
+                )
+        classes = names["train"]
+        groups = [(dirs["train"], None)] + [(dirs[s], s) for s in ("val", "test") if s in dirs]
     else:
         layout = "class-per-folder"
         for path in sorted(src.iterdir()):
@@ -128,8 +138,10 @@ def read_folder(
                 Sample(path.relative_to(src).as_posix(), label, loader(path, **decode), split)
                 for path in files
             )
-    if layout == TRAINING_TESTING:
-        samples = _carve_validation(samples, classes, seed, src)
+    if splits and "val" not in splits:
+        samples = _carve_validation(samples, classes, seed, splits["train"])
+    elif splits:
+        samples = [s if s.split else Sample(s.sample_id, s.label, s.load, "train") for s in samples]
     return ReaderResult(
         samples=samples,
         classes=classes,
@@ -145,17 +157,43 @@ def read_folder(
     )
 
 
+def _split_folders(src: Path) -> dict[str, Path]:
+    """``{train, [val], test} -> folder`` when SRC's sub-folders are split folders, else {}."""
+    found: dict[str, Path] = {}
+    top = _class_dirs(src)
+    for folder in top:
+        split = _SPLIT_NAMES.get(folder.name.lower())
+        if split in found:
+            raise ValueError(
+                f"{src}: both {found[split].name}/ and {folder.name}/ name the {split} split; "
+                f"merge them"
+            )
+        if split:
+            found[split] = folder
+    if not found:
+        return {}
+    others = [f.name for f in top if f not in found.values()]
+    if others or "train" not in found or "test" not in found:
+        raise ValueError(
+            f"{src}: {', '.join(f.name for f in found.values())}/ look like split folders"
+            + (f" but {', '.join(others)}/ look like class folders" if others else "")
+            + "; use SRC/<split>/<class>/ with a train and a test folder (val optional), "
+            "or SRC/<class>/ throughout"
+        )
+    return found
+
+
 def _carve_validation(
-    samples: list[Sample], classes: list[str], seed: int, src: Path
+    samples: list[Sample], classes: list[str], seed: int, train_dir: Path
 ) -> list[Sample]:
-    """Split the Training samples stratified into train (7/8) and val (1/8)."""
+    """Split the train-folder samples stratified into train (7/8) and val (1/8)."""
     training = [i for i, s in enumerate(samples) if s.split is None]
     labels = np.asarray([samples[i].label for i in training], dtype=np.int64)
     counts = np.bincount(labels, minlength=len(classes))
     for label, count in enumerate(counts.tolist()):
         if count < 2:
             raise ValueError(
-                f"{src / 'Training' / classes[label]}: {count} image(s); carving a "
+                f"{train_dir / classes[label]}: {count} image(s); carving a "
                 f"validation split needs at least 2 per class"
             )
     parts = stratified_split(labels, {"train": 1 - _VAL_OF_TRAINING, "val": _VAL_OF_TRAINING}, seed)
@@ -170,7 +208,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "src",
         metavar="SRC",
-        help="folder with one sub-folder per class, or with Training/ and Testing/ class folders",
+        help="folder with one sub-folder per class, or with train/ [val/] test/ (any case, "
+        "also Training/ Testing/) each holding the class folders",
     )
     add_skip_bad(parser)
 
@@ -181,7 +220,7 @@ def _read(args: argparse.Namespace) -> ReaderResult:
 
 READER = ReaderSpec(
     name="folder",
-    help="image folders: SRC/<class>/*.png, or SRC/Training|Testing/<class>/*.jpg",
+    help="image folders: SRC/<class>/*.png, or SRC/train|val|test/<class>/*.jpg",
     description=__doc__ or "",
     add_arguments=_add_arguments,
     read=_read,

@@ -183,7 +183,7 @@ def test_cli_refuses_output_inside_source(tmp_path: Path, capsys) -> None:
         (
             ["folder", "--help"],
             [
-                "Training/<class>/<image>",
+                "SRC/<split>/<class>/<image>",
                 "SRC/<class>/<image>",
                 "--skip-bad",
                 "--image-size",

@@ -95,6 +95,36 @@ def test_training_testing_class_mismatch_names_the_difference(tmp_path: Path) ->
         read_folder(tmp_path / "mri")
 
 
+def test_train_val_test_folders_in_any_case_are_kept_as_the_split(tmp_path: Path) -> None:
+    counts = {"benign": 6, "malignant": 5}
+    _class_tree(tmp_path / "kaggle" / "train", counts)
+    _class_tree(tmp_path / "kaggle" / "Valid", {k: 2 for k in counts})
+    _class_tree(tmp_path / "kaggle" / "TEST", {k: 3 for k in counts})
+    result = read_folder(tmp_path / "kaggle", seed=0)
+    assert result.classes == ["benign", "malignant"]
+    assert result.options["layout"] == "train-val-test"
+    assert _pack(result, tmp_path / "out").splits == {"train": 11, "val": 4, "test": 6}
+
+
+def test_lowercase_training_testing_is_a_split_not_two_classes(tmp_path: Path) -> None:
+    _class_tree(tmp_path / "mri" / "training", {"glioma": 8, "notumor": 8})
+    _class_tree(tmp_path / "mri" / "testing", {"glioma": 2, "notumor": 2})
+    result = read_folder(tmp_path / "mri", seed=0)
+    assert result.classes == ["glioma", "notumor"]
+    assert result.options["layout"] == "training-testing"
+
+
+def test_split_folders_beside_class_folders_are_refused(tmp_path: Path) -> None:
+    _class_tree(tmp_path / "mixed" / "train", {"a": 3, "b": 3})
+    _class_tree(tmp_path / "mixed", {"c": 3})
+    with pytest.raises(ValueError, match="train/ look like split folders but c/ look like class"):
+        read_folder(tmp_path / "mixed")
+    _class_tree(tmp_path / "notest" / "train", {"a": 3, "b": 3})
+    _class_tree(tmp_path / "notest" / "val", {"a": 3, "b": 3})
+    with pytest.raises(ValueError, match="with a train and a test folder"):
+        read_folder(tmp_path / "notest")
+
+
 def test_non_image_file_is_an_error_unless_skipped(tmp_path: Path) -> None:
     _class_tree(tmp_path / "src", {"a": 4, "b": 4})
     (tmp_path / "src" / "a" / "labels.csv").write_text("x")
