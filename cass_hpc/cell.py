@@ -241,6 +241,12 @@ def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> di
         accelerator=accelerator,
         checkpoint=results_path.parent / "finetune_checkpoint.pt",
     )
+    ignored = [c for c, w in zip(manifest.classes, result.class_weights, strict=True) if w == 0]
+    if ignored:  # the paper's min-max weights zero the rarest class: say so where users look
+        warnings.append(
+            f"class weight 0 for {', '.join(ignored)} (finetune.class_weights="
+            f"{cfg.class_weights}): the fine-tuning loss ignored it; class_weights=inverse does not"
+        )
     record = {
         "schema": RESULTS_SCHEMA,
         "key": key,

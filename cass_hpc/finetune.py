@@ -128,6 +128,13 @@ def finetune(
     if cfg.max_epochs < 1 or cfg.patience < 1:
         raise ValueError(f"finetune needs max_epochs, patience >= 1, got {cfg}")
     objective = Objective.for_labels(train_labels, num_classes, cfg)
+    if (ignored := (objective.weight == 0).nonzero().flatten().tolist()) and num_classes > 1:
+        log.warning(
+            "class weight 0 for class(es) %s (finetune.class_weights=%s: min-max of the class "
+            "counts gives the rarest class 0): the loss ignores them; "
+            "finetune.class_weights=inverse weighs every class",
+            ignored, cfg.class_weights,
+        )  # fmt: skip
     optimizer = torch.optim.Adam(arm.parameters(), lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
     arm, optimizer = accelerator.prepare(arm, optimizer)

@@ -277,6 +277,17 @@ def _summary(manifest: Manifest, seconds: float, processes: int, console: Consol
         table.add_row(cls, *(str(manifest.class_counts[s][cls]) for s in SPLITS))
     table.add_row("total", *(str(manifest.splits[s]) for s in SPLITS), style="bold")
     console.print(table)
+    if manifest.multilabel:
+        _say(console, "(multi-label: an image counts once under each of its labels)")
+    for split in SPLITS:
+        absent = [c for c in manifest.classes if not manifest.class_counts[split][c]]
+        if absent and manifest.splits[split]:
+            _say(
+                console,
+                f"warning: no {split} image of {', '.join(absent)}: {split} metrics cannot see "
+                f"{'it' if len(absent) == 1 else 'them'} (macro averages skip absent classes)"
+                f" — move some images there, or let the reader draw the split",
+            )
     if manifest.skipped:
         _say(console, f"skipped {len(manifest.skipped)} file(s); listed in the manifest")
     rate = total / seconds if seconds > 0 else float("inf")

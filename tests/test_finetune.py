@@ -106,3 +106,18 @@ def test_resume_after_an_interruption_gives_identical_metrics(tmp_path) -> None:
     assert [h["train_loss"] for h in resumed.history] == [
         h["train_loss"] for h in reference.history
     ]
+
+
+def test_a_class_weighted_zero_is_named_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    torch.manual_seed(0)
+    labels = torch.tensor([0] * 4 + [1] * 8 + [2] * 12)
+    images = torch.rand(len(labels), 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    train = DataLoader(TensorDataset(images, labels), batch_size=8)
+    arm = build_arm(ArmSpec("vit_tiny_patch16_224", {"img_size": 16, "depth": 1}), num_classes=3)
+    with caplog.at_level("WARNING", logger="cass_hpc.finetune"):
+        result = finetune(
+            arm, train, train, train, num_classes=3, train_labels=labels.numpy(),
+            cfg=FinetuneConfig(max_epochs=1), accelerator=Accelerator(cpu=True),
+        )  # fmt: skip
+    assert result.class_weights[0] == 0.0
+    assert "class weight 0 for class(es) [0]" in caplog.text and "inverse" in caplog.text

@@ -42,7 +42,8 @@ def _clinic(root: Path) -> Path:
 
 def test_single_label_csv_keeps_its_split_and_reads_dicom(tmp_path: Path, capsys) -> None:
     csv = _clinic(tmp_path / "clinic")
-    pack_cli(_argv(csv, tmp_path / "out"), capsys)
+    out = pack_cli(_argv(csv, tmp_path / "out"), capsys)
+    assert "warning: no test image of pneumonia: test metrics cannot see it" in out
     manifest = read_manifest(tmp_path / "out")
     assert list(manifest.classes) == ["effusion", "normal", "pneumonia"]
     assert manifest.splits == {"train": 7, "val": 2, "test": 3}
