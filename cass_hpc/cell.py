@@ -178,6 +178,7 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
     results_path = cell_dir(spec, key) / "results.json"
     if results_path.exists():
         log.info("cell %s already done: %s", key, results_path)
+        jobstate.add_alias(results_path.parent, overrides)
         return store.read_json(results_path)
     cell = results_path.parent
     jobstate.record(cell, "running", overrides=overrides, **jobstate.runtime())

@@ -41,3 +41,16 @@ def record(cell_dir: Path, state: str, **fields: Any) -> None:
     previous = store.read_json(path) if path.exists() else {}
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     store.write_json(path, {**previous, **fields, "state": state, "updated": now})
+
+
+def add_alias(cell_dir: Path, overrides: list[str] | None) -> None:
+    """Record that a job with other ``overrides`` (``threads=1``, a reordered list) found this
+    cell done, so ``status`` counts that job as this cell rather than as missing."""
+    path = cell_dir / STATE_FILE
+    if overrides is None or not path.exists():
+        return
+    with store.exclusive(cell_dir):  # two jobs of one grid may find the same cell done
+        state = store.read_json(path)
+        aliases = [list(a) for a in state.get("aliases", [])]
+        if list(overrides) != state.get("overrides") and list(overrides) not in aliases:
+            store.write_json(path, {**state, "aliases": [*aliases, list(overrides)]})

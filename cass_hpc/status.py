@@ -53,6 +53,7 @@ def classify(cell_dir: Path) -> dict[str, Any]:
     state = store.read_json(cell_dir / STATE_FILE) if (cell_dir / STATE_FILE).exists() else {}
     row["log"] = state.get("log") or ""
     row["overrides"] = tuple(state.get("overrides") or ())
+    row["aliases"] = [tuple(a) for a in state.get("aliases", [])]  # other jobs that found it done
     if (cell_dir / "results.json").exists():
         return {**row, "status": "done"}
     status = state.get("state", "missing")
@@ -89,7 +90,7 @@ def submitted_overrides(rundir: Path) -> list[tuple[str, ...]]:
 
 def status_rows(rundir: Path) -> list[dict[str, Any]]:
     rows = [classify(d) for d in sorted((rundir / "cells").glob("*")) if d.is_dir()]
-    started = {r["overrides"] for r in rows}
+    started = {r["overrides"] for r in rows} | {a for r in rows for a in r["aliases"]}
     for overrides in dict.fromkeys(submitted_overrides(rundir)):
         if overrides not in started:
             swept = " ".join(

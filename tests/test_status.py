@@ -11,7 +11,7 @@ from pathlib import Path
 import cloudpickle
 from submitit.core.utils import DelayedSubmission
 
-from cass_hpc import store
+from cass_hpc import jobstate, store
 from cass_hpc.status import main, status_rows
 
 
@@ -58,3 +58,15 @@ def test_a_clean_grid_exits_zero_and_a_non_store_exits_two(tmp_path: Path) -> No
     cell(tmp_path, "a", results=True)
     assert main([str(tmp_path)]) == 0
     assert main([str(tmp_path / "nope")]) == 2
+
+
+def test_a_job_that_found_its_cell_done_under_other_overrides_is_not_missing(
+    tmp_path: Path,
+) -> None:
+    cell(tmp_path, "a-done", results=True, state="done", overrides=["seed=0"])
+    jobstate.add_alias(tmp_path / "cells" / "a-done", ["seed=0", "threads=1"])  # the grid's job
+    folder = tmp_path / "hydra" / "t" / ".submitit" / "7"
+    folder.mkdir(parents=True)
+    with open(folder / "7_0_submitted.pkl", "wb") as handle:
+        cloudpickle.dump(DelayedSubmission(print, ["seed=0", "threads=1"]), handle)
+    assert [r["status"] for r in status_rows(tmp_path)] == ["done"]
