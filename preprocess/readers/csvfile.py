@@ -1,6 +1,8 @@
 """Reader for your own images listed in a CSV: file,label[,split], single- or multi-label.
 
 Expected layout: SRC is a CSV with a header line; other columns (patient id, notes) are ignored.
+Without a split column splits are drawn per IMAGE: when a patient has several images, give the
+split column (one split per patient) so no patient is in both train and test.
 
     file,label,split
     scans/0001.dcm,pneumonia,train          file: relative to the CSV's folder, or absolute
