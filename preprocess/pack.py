@@ -85,7 +85,8 @@ def assign_splits(samples: Sequence[Sample], classes: Sequence[str], seed: int) 
             if 0 < count < len(DEFAULT_FRACTIONS):
                 raise ValueError(
                     f"class {classes[label]!r} has {count} image(s) to split "
-                    f"70/10/20; it needs at least {len(DEFAULT_FRACTIONS)}"
+                    f"70/10/20; it needs at least {len(DEFAULT_FRACTIONS)} — add images, "
+                    f"drop the class, or give the split yourself (csv: a split column)"
                 )
         for name, indices in stratified_split(labels, DEFAULT_FRACTIONS, seed).items():
             for index in indices.tolist():

@@ -63,7 +63,8 @@ def test_class_too_small_for_the_split_is_named_with_its_count(tmp_path: Path) -
     with pytest.raises(ValueError) as info:
         _pack_synthetic(samples, out)
     assert str(info.value) == (
-        "class 'triangle' has 2 image(s) to split 70/10/20; it needs at least 3"
+        "class 'triangle' has 2 image(s) to split 70/10/20; it needs at least 3 — add images, "
+        "drop the class, or give the split yourself (csv: a split column)"
     )
     assert not out.exists() and _leftovers(out) == []
 
