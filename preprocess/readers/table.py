@@ -70,7 +70,9 @@ def _columns(
         raise ValueError(
             f"{path}: header {','.join(header)!r} lacks column(s) {', '.join(missing)}; "
             f"the first line must name the columns {','.join(required)}"
-        )
+            + ("; the file looks separated by ';' or tabs: save it comma-separated"
+               if any(sep in ",".join(header) for sep in ";\t") else "")
+        )  # fmt: skip
     return columns
 
 

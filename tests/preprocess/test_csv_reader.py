@@ -125,6 +125,11 @@ BAD_CSV = {
         lambda lines: lines.__setitem__(slice(1, None), [x for x in lines[1:] if ",normal," in x]),
         r"found 1 class \(normal\); classification needs at least 2",
     ),
+    "semicolon-separated": (
+        [],
+        lambda lines: lines.__setitem__(slice(None), [x.replace(",", ";") for x in lines]),
+        r"looks separated by ';' or tabs: save it comma-separated",
+    ),
     "ragged-line": (
         [],
         _replace(7, "photos/p1.jpg,normal"),
