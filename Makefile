@@ -57,7 +57,7 @@ test: install  ## lint, then run the default test suite (< 10 min on 2 cores)
 	$(PY) -m ruff check cass_hpc preprocess tests
 	$(PY) -m pytest
 
-test-slow: install  ## run the slow tests only (the big backbone-pair grid smoke run)
+test-slow: install  ## the slow tests (backbone-pair grid smoke run, SLURM time-limit requeue; ~7 min)
 	$(PY) -m pytest -m slow || [ $$? -eq 5 ]
 
 # The image every job can run in (containers/README.md): apptainer builds $(CONTAINER_SIF) from
