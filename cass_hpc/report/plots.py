@@ -35,6 +35,9 @@ SEED_STYLES = ("-", "--", ":", "-.")  # per seed, in the curves
 DPI = 100
 
 
+_SEED_MARKERS = ("o", "s", "^", "v", "D", "x")
+
+
 def _colour(method: str) -> str:
     return COLOURS.get(method, OTHER_COLOUR)
 
@@ -101,11 +104,13 @@ def pretrain_curves(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
             f" {run.setting}" if run.setting else ""
         )
         epochs = range(1, len(run.pretrain_loss) + 1)
-        loss_axes.plot(epochs, run.pretrain_loss, marker=".", color=_colour(run.method), label=name)
+        marker = _SEED_MARKERS[int(run.seed) % len(_SEED_MARKERS)]  # seeds apart at one colour
+        loss_axes.plot(epochs, run.pretrain_loss, marker=marker, color=_colour(run.method),
+                       label=name)  # fmt: skip
         for arm, values in (run.pretrain_spread or {}).items():
             if values:
                 style = "-" if arm == "cnn" else "--"
-                spread_axes.plot(range(1, len(values) + 1), values, style,
+                spread_axes.plot(range(1, len(values) + 1), values, style, marker=marker,
                                  color=_colour(run.method), label=f"{name} {arm}")  # fmt: skip
     loss_axes.set(xlabel="pretraining epoch", ylabel="loss (mean per epoch)", title="loss")
     spread_axes.set(xlabel="pretraining epoch", ylabel="output spread (0 = collapsed)",
