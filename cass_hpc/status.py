@@ -104,8 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cass_hpc.status",
         description="Cells of a grid (a run store, e.g. runs/demo): done, running, requeued, "
-        "failed/cancelled (with the last error line and the log path) or missing (submitted, "
-        "never started). Exit code 1 if any cell failed.",
+        "failed/cancelled (with the last error line and the log path, listed below the table) or "
+        "missing (submitted, no job has started it). Exit code 1 if any cell failed.",
     )
     parser.add_argument("rundir", type=Path, help="run store: runs/<experiment_name>")
     args = parser.parse_args(argv)
@@ -116,11 +116,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rows = status_rows(args.rundir)
     table = Table(title=f"{args.rundir} — {len(rows)} cell(s)", title_justify="left")
-    for column in ("status", "cell", "last error", "log"):
+    for column in ("status", "cell"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r["status"], r["cell"], r["error"], r["log"])
+        table.add_row(r["status"], r["cell"])
     console.print(table)
+    for r in rows:  # errors and logs unwrapped below the table: long paths stay copyable
+        if r["status"] != "done" and (r["error"] or r["log"]):
+            console.print(f"{r['status']} {r['cell']}: {r['error'] or '(no error recorded)'}"
+                          + (f"\n  log: {r['log']}" if r["log"] else ""),
+                          markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     counts = Counter(r["status"] for r in rows)
     console.print(", ".join(f"{counts[s]} {s}" for s in ORDER if counts[s]), markup=False)
     return 1 if counts["failed"] or counts["cancelled"] else 0
