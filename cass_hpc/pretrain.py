@@ -266,10 +266,10 @@ def pretrain(
 
     result.images_per_s = result.images / result.wall_s if result.wall_s else 0.0
     result.peak_mem_mb = peak_memory_mb(device)
+    set_position(loader, cfg.epochs)  # update_bn sees the last epoch's batches, resumed or not
     for a, net in method.trained_arms().items():
         final: nn.Module = net
         if a in averaged and not cfg.paper_compat:  # the notebooks' SWA was never applied
-            set_position(loader, cfg.epochs)  # the last epoch's batches, resumed or not
             update_bn(loader, averaged[a], device=device)  # BN statistics of the averaged weights
             final = averaged[a].module
         store.torch_save(out_dir / f"{a}.pt", final.net.state_dict())

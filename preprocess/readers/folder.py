@@ -111,7 +111,8 @@ def read_folder(
                     f"{', '.join(only_here)}); make them match"
                 )
         classes = names["train"]
-        groups = [(dirs["train"], None)] + [(dirs[s], s) for s in ("val", "test") if s in dirs]
+        train = "train" if "val" in dirs else None  # None: val is carved from it below
+        groups = [(dirs["train"], train)] + [(dirs[s], s) for s in ("val", "test") if s in dirs]
     else:
         layout = "class-per-folder"
         for path in sorted(src.iterdir()):
@@ -140,8 +141,6 @@ def read_folder(
             )
     if splits and "val" not in splits:
         samples = _carve_validation(samples, classes, seed, splits["train"])
-    elif splits:
-        samples = [s if s.split else Sample(s.sample_id, s.label, s.load, "train") for s in samples]
     return ReaderResult(
         samples=samples,
         classes=classes,
