@@ -54,7 +54,7 @@ benchmark-local: install  ## the same grid shrunk (synthetic data, 2 seeds, tiny
 	$(PY) -m cass_hpc.collect $(RUNS)/local/paper
 
 test: install  ## lint, then run the default test suite (< 10 min on 2 cores)
-	$(PY) -m ruff check cass_hpc preprocess tests
+	$(PY) -m ruff check cass_hpc preprocess hydra_plugins tests
 	$(PY) -m pytest
 
 test-slow: install  ## the slow tests (backbone-pair grid smoke run, SLURM time-limit requeue; ~7 min)
@@ -72,8 +72,8 @@ test-container: install  ## slow (~10 min): build the Containerfile with podman 
 	CASS_TEST_CONTAINER=1 $(PY) -m pytest -m slow tests/containers -x -q -s -p no:cacheprovider --durations=0
 
 lint: install  ## ruff lint + format check
-	$(PY) -m ruff check cass_hpc preprocess tests
-	$(PY) -m ruff format --check cass_hpc preprocess tests
+	$(PY) -m ruff check cass_hpc preprocess hydra_plugins tests
+	$(PY) -m ruff format --check cass_hpc preprocess hydra_plugins tests
 
 lock:  ## rewrite requirements.lock from the current .venv
 	{ echo "# Exact versions installed by 'make install' (pip freeze of a working venv; Python 3.11, linux x86_64)."; \

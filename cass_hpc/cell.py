@@ -2,12 +2,14 @@
 
 Plain typed arguments (no Hydra) so it runs and tests the same under any launcher. The
 pretraining of a (dataset, method, backbones, seed) is stored under its own key and shared by
-every label fraction and arm that needs it: the first job computes it under a lock, the others
-wait and reuse it. A cell whose results.json exists is skipped.
+every label fraction and arm that needs it. A grid's launcher runs it first, as its own stage
+(:func:`run_pretrain_stage`, see ``plan.py``); a cell started alone computes it itself, under a
+lock. A cell whose results.json is complete (:func:`is_done`) is skipped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
@@ -16,18 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 
-from cass_hpc import jobstate, store
+from cass_hpc import jobstate, snapshot, store
 from cass_hpc.data.dataset import ShardDataset
 from cass_hpc.data.loader import make_loader, mix_seed
-from cass_hpc.data.shards import Manifest, read_manifest
+from cass_hpc.data.shards import Manifest, ShardReader, read_manifest
 from cass_hpc.data.splits import label_fraction_indices
 from cass_hpc.data.transforms import eval_transform, paper_augmentation
 from cass_hpc.finetune import FinetuneConfig, finetune
-from cass_hpc.methods import PRETRAIN_METHODS
+from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.models import ArmSpec, build_arm
 from cass_hpc.pretrain import PretrainConfig, pretrain
 
@@ -85,7 +88,7 @@ def dataset_identity(manifest: Manifest) -> dict[str, Any]:
 
 def pretrained_arms(spec: CellSpec) -> dict[str, ArmSpec]:
     """The backbones one pretraining run trains: the pair (CASS) or this cell's arm (DINO)."""
-    if PRETRAIN_METHODS[spec.method].per_arm:
+    if method_entry(spec.method).per_arm:
         return {spec.arm: spec.arms[spec.arm]}
     return dict(spec.arms)
 
@@ -128,32 +131,68 @@ def cell_dir(spec: CellSpec, key: str) -> Path:
     return spec.store_root / "cells" / name
 
 
+def pretrain_dir(spec: CellSpec, key: str) -> Path:
+    arms = pretrained_arms(spec)
+    return spec.store_root / "pretrain" / f"{spec.method}-{'-'.join(sorted(arms))}-{key}"
+
+
+def is_done(record: Path) -> bool:
+    """The one notion of done (run, status, plan): ``record`` (results.json, pretrain.json)
+    exists and is a readable JSON object; a truncated one is not done."""
+    return store.read_record(record) is not None
+
+
+def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
+    """Everything about a cell that can be wrong before it runs; returns its labelled subset
+    (indices into the training split). Raises ValueError naming the value and what to do."""
+    method_entry(spec.method)
+    if spec.arm not in spec.arms:
+        raise ValueError(f"arm {spec.arm!r} is not in the backbone pair {sorted(spec.arms)}")
+    for arm, arm_spec in spec.arms.items():
+        if arm_spec.pretrained and not Path(arm_spec.pretrained).expanduser().is_file():
+            raise ValueError(
+                f"weights.{arm}={arm_spec.pretrained}: no such file; init=local needs local "
+                f"weight files (never downloaded)"
+            )
+    labels = ShardReader(manifest, "train").labels
+    return label_fraction_indices(labels, spec.label_fraction, spec.seed, manifest.num_classes)
+
+
 def run_pretraining(
-    spec: CellSpec, manifest: Manifest, accelerator: Accelerator
+    spec: CellSpec, manifest: Manifest, accelerator: Accelerator, *, lock: bool = True
 ) -> tuple[Path, dict]:
-    """Return the pretraining artifact dir (computing it once, under a lock) and its record."""
+    """Return the pretraining artifact dir (computing it once) and its record.
+
+    ``lock``: hold a lock while computing, so that cells started side by side without a stage
+    plan (``python -m cass_hpc.run`` by hand) compute it once. A grid's pretraining stage needs
+    none: it is the one job for its key."""
     assert spec.pretrain is not None
     key = pretrain_key(spec, manifest)
-    arms = pretrained_arms(spec)
-    out_dir = spec.store_root / "pretrain" / f"{spec.method}-{'-'.join(sorted(arms))}-{key}"
+    out_dir = pretrain_dir(spec, key)
     done = out_dir / "pretrain.json"
-    with store.exclusive(out_dir):
-        if done.exists():
-            log.info("pretraining %s already done: reusing %s", key, out_dir)
-        else:
-            set_seed(spec.seed)
-            method = PRETRAIN_METHODS[spec.method].build(arms, spec.out_dim, spec.method_params)
-            data = ShardDataset(manifest, "train", method.train_transform(spec.image_size))
-            loader = make_loader(
-                data,
-                spec.pretrain.batch_size,
-                train=True,
-                seed=spec.seed,
-                workers=spec.pretrain.num_workers,
-            )
-            log.info("pretraining %s (%s) on %d images -> %s", spec.method, key, len(data), out_dir)
-            pretrain(method, loader, spec.pretrain, out_dir, accelerator)
+    if not is_done(done):
+        with store.exclusive(out_dir) if lock else contextlib.nullcontext():
+            if not is_done(done):  # another job may have finished it while we waited
+                _pretrain(spec, manifest, accelerator, out_dir)
+    else:
+        log.info("pretraining %s already done: reusing %s", key, out_dir)
+    arms = pretrained_arms(spec)
     return out_dir, {"key": key, "arms": sorted(arms), **store.read_json(done)}
+
+
+def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_dir: Path) -> None:
+    assert spec.pretrain is not None
+    set_seed(spec.seed)
+    build = METHODS[spec.method].build
+    assert build is not None
+    method = build(pretrained_arms(spec), spec.out_dim, spec.method_params)
+    data = ShardDataset(manifest, "train", method.train_transform(spec.image_size))
+    loader = make_loader(
+        data, spec.pretrain.batch_size, train=True, seed=spec.seed,
+        workers=spec.pretrain.num_workers,
+    )  # fmt: skip
+    log.info("pretraining %s on %d images -> %s", spec.method, len(data), out_dir)
+    pretrain(method, loader, spec.pretrain, out_dir, accelerator)
 
 
 def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -162,42 +201,47 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
     Its job state (running / done / failed, attempt, job id, log) goes to ``state.json`` beside
     the results, with ``overrides`` (the command-line overrides that made the cell) if given.
     """
-    if spec.arm not in spec.arms:
-        raise ValueError(f"arm {spec.arm!r} is not in the backbone pair {sorted(spec.arms)}")
-    if spec.method != "supervised" and spec.method not in PRETRAIN_METHODS:
-        raise ValueError(
-            f"unknown method {spec.method!r}; choose from {['supervised', *PRETRAIN_METHODS]}"
-        )
+    method_entry(spec.method)  # an unknown method fails before the data is read
+    _set_threads(spec)
+    manifest = read_manifest(spec.dataset_path, verify=spec.verify_shards)
+    key = cell_key(spec, manifest)
+    results_path = cell_dir(spec, key) / "results.json"
+    if is_done(results_path):
+        log.info("cell %s already done: %s", key, results_path)
+        jobstate.add_alias(results_path.parent, overrides)
+        return store.read_json(results_path)
+    # the labelled subset first: a class too small for the fraction fails before any pretraining
+    indices = check_cell(spec, manifest)
+    with jobstate.reporting(results_path.parent, overrides):
+        return _run(spec, manifest, key, results_path, indices)
+
+
+def run_pretrain_stage(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A grid's pretraining stage (``stage=pretrain``): compute the pretraining ``spec`` needs,
+    report its state in its directory (``state.json``), and return its record."""
+    if spec.pretrain is None:
+        raise ValueError(f"method {spec.method!r} has no pretraining stage")
+    _set_threads(spec)
+    manifest = read_manifest(spec.dataset_path, verify=spec.verify_shards)
+    directory = pretrain_dir(spec, pretrain_key(spec, manifest))
+    if is_done(directory / "pretrain.json"):
+        log.info("pretraining already done: %s", directory)
+        return store.read_json(directory / "pretrain.json")
+    with jobstate.reporting(directory, overrides):
+        return run_pretraining(spec, manifest, make_accelerator(spec), lock=False)[1]
+
+
+def _set_threads(spec: CellSpec) -> None:
     # threads: as configured, else the cores SLURM gave the job (torch would take every core of
     # the node and, with other jobs beside it, oversubscribe them many times over)
     threads = spec.threads or int(os.environ.get("SLURM_CPUS_PER_TASK", "0"))
     if threads:
         torch.set_num_threads(threads)
-    manifest = read_manifest(spec.dataset_path, verify=spec.verify_shards)
-    key = cell_key(spec, manifest)
-    results_path = cell_dir(spec, key) / "results.json"
-    if results_path.exists():
-        log.info("cell %s already done: %s", key, results_path)
-        jobstate.add_alias(results_path.parent, overrides)
-        return store.read_json(results_path)
-    cell = results_path.parent
-    jobstate.record(cell, "running", overrides=overrides, **jobstate.runtime())
-    try:
-        record = _run(spec, manifest, key, results_path)
-    except Exception as err:  # recorded, then re-raised; a preemption (SystemExit) is not a failure
-        last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
-        jobstate.record(cell, "failed", error=f"{type(err).__name__}: {last}")
-        raise
-    jobstate.record(cell, "done")
-    return record
 
 
-def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> dict[str, Any]:
-    # the labelled subset first: a class too small for the fraction fails before any pretraining
-    train_all = ShardDataset(manifest, "train", paper_augmentation(spec.image_size))
-    indices = label_fraction_indices(
-        train_all.labels, spec.label_fraction, spec.seed, manifest.num_classes
-    )
+def _run(
+    spec: CellSpec, manifest: Manifest, key: str, results_path: Path, indices: np.ndarray
+) -> dict[str, Any]:
     if spec.image_size != manifest.image_size:
         log.warning(
             "images stored at %d px are resized to image_size=%d px for this run",
@@ -267,6 +311,7 @@ def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> di
         "warnings": warnings,
         "precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
+        "code": snapshot.code_version(),  # git commit + dirty flag of the code that ran
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     store.write_json(results_path, record)

@@ -1,13 +1,29 @@
 """Collapse watch: a net whose outputs all point one way has learned nothing (CASS has no
-mechanism against it; from random init it happens). Fed each epoch's per-arm `spread`."""
+mechanism against it; from random init it happens). `spread` measures it on a batch of any
+method's outputs; `CollapseMonitor` is fed each epoch's per-arm mean."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 
+import torch.nn.functional as F
+from torch import Tensor
+
 log = logging.getLogger(__name__)
 ACTIONS = ("warn", "stop")
+
+
+def spread(outputs: Tensor) -> float:
+    """Collapse diagnostic: std over the batch of the L2-normalised outputs, summed over dims.
+
+    0 means every image maps to the same direction (collapsed). For outputs spread uniformly on
+    the unit sphere of dimension d it approaches ``sqrt(d)``.
+    """
+    if outputs.ndim != 2 or outputs.shape[0] < 2:
+        raise ValueError(f"spread needs (batch >= 2, dim) outputs, got {tuple(outputs.shape)}")
+    z = F.normalize(outputs.detach().float(), dim=-1, eps=1e-12)
+    return float(z.std(dim=0).sum())
 
 
 class CollapseError(RuntimeError):

@@ -20,11 +20,12 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader
 
-from cass_hpc import preempt, rng, store
+from cass_hpc import preempt
 from cass_hpc.data.loader import set_position
 from cass_hpc.losses import class_weights, focal_loss, sigmoid_focal_loss
 from cass_hpc.metrics import classification_metrics
 from cass_hpc.models import Arm
+from cass_hpc.stage import ResumableStage
 
 log = logging.getLogger(__name__)
 
@@ -142,42 +143,30 @@ def finetune(
 
     best_loss, best_epoch, best_state = float("inf"), 0, copy.deepcopy(arm.state_dict())
     history: list[dict[str, float]] = []
-    start_epoch, start_step, wall_before, stopped = 1, 0, 0.0, False
-    partial: dict | None = None
-    if checkpoint is not None and checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    wall_before, stopped = 0.0, False
+    stage = ResumableStage(checkpoint, train.generator, "fine-tuning")
+    if (state := stage.load()) is not None:
         arm.load_state_dict(state["arm"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         best_loss, best_epoch, best_state = state["best_loss"], state["best_epoch"], state["best"]
         history, wall_before, stopped = state["history"], state["wall_s"], state["stopped"]
-        rng.restore(state["rng"], train.generator)
-        partial = state.get("partial")  # saved mid-epoch (SIGUSR2): that epoch, from its step
-        start_epoch = state["epoch"] if partial else state["epoch"] + 1
-        start_step = partial["step"] if partial else 0
-        log.info("resuming fine-tuning from %s at epoch %d, step %d", checkpoint, start_epoch,
-                 start_step + 1)  # fmt: skip
     t0 = time.perf_counter()
 
-    def save(epoch: int, partial: dict | None = None) -> None:
-        if checkpoint is None:
-            return
-        store.torch_save(
-            checkpoint,
-            {
-                "epoch": epoch, "partial": partial, "arm": arm.state_dict(),
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "best_loss": best_loss, "best_epoch": best_epoch, "best": best_state,
-                "history": history, "wall_s": wall_before + time.perf_counter() - t0,
-                "stopped": stopped, "rng": rng.capture(train.generator),
-            },
-        )  # fmt: skip
+    def payload() -> dict:
+        return {
+            "arm": arm.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "best_loss": best_loss,
+            "best_epoch": best_epoch, "best": best_state, "history": history,
+            "wall_s": wall_before + time.perf_counter() - t0, "stopped": stopped,
+        }  # fmt: skip
 
     with preempt.guard():
-        for epoch in range(start_epoch, 1 if stopped else cfg.max_epochs + 1):
+        for epoch in range(stage.start_epoch, 1 if stopped else cfg.max_epochs + 1):
             arm.train()
+            start_step = stage.epoch_steps_start()
             resumable = set_position(train, epoch, start_step) and checkpoint is not None
-            sums = partial or {"step": 0, "total": 0.0}
+            sums = stage.sums({"step": 0, "total": 0.0})
             total, steps = sums["total"], sums["step"]
             for step, (images, labels) in enumerate(train, start=start_step + 1):
                 optimizer.zero_grad(set_to_none=True)
@@ -191,12 +180,7 @@ def finetune(
                 accelerator.backward(loss)
                 optimizer.step()
                 total, steps = total + float(loss.detach()), steps + 1
-                if preempt.requested() and step < len(train):  # the last: epoch's end
-                    if resumable:
-                        save(epoch, {"step": step, "total": total})
-                        log.warning("saved fine-tuning at epoch %d, step %d", epoch, step)
-                    preempt.hand_over()  # else the last epoch's checkpoint stands
-            start_step, partial = 0, None
+                stage.after_step(epoch, step, train, resumable, payload, {"total": total})
             scheduler.step()
             val_metrics = evaluate(arm, val, objective, accelerator)
             history.append(
@@ -217,9 +201,7 @@ def finetune(
             elif epoch - best_epoch >= cfg.patience:
                 log.info("early stop at epoch %d (best %d)", epoch, best_epoch)
                 stopped = True
-            save(epoch)
-            if preempt.requested():  # USR2 during the last step or the validation pass
-                preempt.hand_over()
+            stage.after_epoch(epoch, payload())
             if stopped:
                 break
     wall_s = wall_before + time.perf_counter() - t0

@@ -1,11 +1,14 @@
-"""What a cell's job is doing, written by the job itself into ``<cell dir>/state.json`` (running,
-done, failed, with its attempt, job id, host, pid and log), read by ``cass_hpc.status``."""
+"""What a stage's job is doing, written by the job itself into ``<dir>/state.json`` (running,
+done, failed, interrupted, with its attempt, job id, host, pid and log), for a cell and for a
+pretraining alike; read by ``cass_hpc.status``."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,3 +57,26 @@ def add_alias(cell_dir: Path, overrides: list[str] | None) -> None:
         aliases = [list(a) for a in state.get("aliases", [])]
         if list(overrides) != state.get("overrides") and list(overrides) not in aliases:
             store.write_json(path, {**state, "aliases": [*aliases, list(overrides)]})
+
+
+@contextlib.contextmanager
+def reporting(directory: Path, overrides: list[str] | None = None) -> Iterator[None]:
+    """Record ``running`` (with where) on entry, then ``done``, ``failed`` (with the error's last
+    line) or ``interrupted`` (Ctrl-C); a preemption (SystemExit) leaves ``running`` for status
+    to resolve with SLURM. Exceptions propagate."""
+    record(directory, "running", overrides=overrides, error=None, **runtime())
+    try:
+        yield
+    except KeyboardInterrupt:
+        record(directory, "interrupted", error="interrupted (Ctrl-C); rerun to resume")
+        raise
+    except Exception as err:
+        record(directory, "failed", error=error_line(err))
+        raise
+    record(directory, "done")
+
+
+def error_line(err: BaseException) -> str:
+    """``Type: last line of the message`` — what status shows for a failure."""
+    last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
+    return f"{type(err).__name__}: {last}"

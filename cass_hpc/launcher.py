@@ -1,5 +1,7 @@
 """A SLURM launcher whose jobs run inside the cass container image (``hydra/launcher=apptainer``).
 
+It submits a grid as a DAG of stages like every SLURM profile (``dag_launcher.py``).
+
 Each job of a submitit job array starts Python with submitit's ``SlurmExecutor(python=...)``
 command. hydra-submitit-launcher 1.2.0 (the newest release) forwards none of the executor's
 constructor options but ``max_num_timeout`` (``python`` is added upstream by
@@ -29,8 +31,9 @@ from typing import Any
 
 import submitit
 from hydra.core.utils import JobReturn
-from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
+
+from cass_hpc.dag_launcher import DagSlurmLauncher
 
 REPO = Path(__file__).resolve().parents[1]
 WRAPPER = REPO / "containers" / "apptainer-python"
@@ -104,7 +107,7 @@ def override_paths(job_overrides: Sequence[Sequence[str]]) -> list[str]:
     return values
 
 
-class ContainerSlurmLauncher(SlurmLauncher):
+class ContainerSlurmLauncher(DagSlurmLauncher):
     """hydra-submitit-launcher's ``SlurmLauncher``; every job's Python runs inside ``image``."""
 
     def __init__(

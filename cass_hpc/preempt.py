@@ -11,6 +11,11 @@ evaluation, say), the previous handler runs anyway and the job resumes from its 
 
 Outside a guard (between stages, waiting for a shared pretraining) the previous handler is in
 place and acts at once, as before.
+
+Requeues are counted by progress: submitit requeues a timed-out job at most ``max_num_timeout``
+times. A stage that saved a checkpoint since this attempt started (:func:`note_progress`) gets
+that budget back before submitit's handler counts, so a 55-hour pretraining completes under a
+12-hour limit; only attempts that saved nothing use it up (slurm/README.md has the arithmetic).
 """
 
 from __future__ import annotations
@@ -33,6 +38,35 @@ class Stopped(SystemExit):
 
 
 _state: dict[str, Any] = {"requested": False, "previous": None, "frame": None}
+_requeues: dict[str, Any] = {"budget": None, "progress": False}
+
+
+def set_requeue_budget(max_num_timeout: int | None) -> None:
+    """Requeues without progress a job may use (the launcher's ``max_num_timeout``)."""
+    _requeues["budget"] = max_num_timeout
+
+
+def note_progress() -> None:
+    """This attempt saved a checkpoint: a requeue now loses nothing."""
+    _requeues["progress"] = True
+
+
+def _refill_requeues(previous: Any) -> None:
+    """Give a job that made progress its whole requeue budget back (submitit keeps the count
+    in the job's pickled ``DelayedSubmission``; its handler subtracts one per time-out)."""
+    handler = getattr(previous, "__self__", None)
+    delayed = getattr(handler, "_delayed", None)
+    budget = _requeues["budget"]
+    if delayed is None or budget is None:
+        return
+    if _requeues["progress"]:
+        timed_out = bool(handler.has_timed_out())
+        delayed._timeout_countdown = max(delayed._timeout_countdown, budget + timed_out)
+        log.info("progress saved since this attempt started: %d requeue(s) without progress "
+                 "left after this one", budget)  # fmt: skip
+    else:
+        log.warning("no checkpoint saved since this attempt started: this requeue counts "
+                    "against max_num_timeout (%d left)", delayed._timeout_countdown)  # fmt: skip
 
 
 def requested() -> bool:
@@ -46,6 +80,7 @@ def hand_over() -> None:
     previous, frame = _state["previous"], _state["frame"]
     _state["requested"] = False
     if callable(previous):
+        _refill_requeues(previous)
         previous(signal.SIGUSR2, frame)  # submitit: requeue, then sys.exit
     raise Stopped("stopped on SIGUSR2 with the state saved; run the same command to resume")
 

@@ -23,12 +23,13 @@ from torch.optim.lr_scheduler import LambdaLR
 from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
-from cass_hpc import preempt, rng, store
+from cass_hpc import preempt, store
+from cass_hpc.collapse import spread
 from cass_hpc.collapse import CollapseMonitor
 from cass_hpc.data.loader import set_position
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput, Views
-from cass_hpc.methods.cass import spread
 from cass_hpc.optim import build_optimizer, cosine_factor
+from cass_hpc.stage import ResumableStage
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +165,8 @@ def pretrain(
         precision=accelerator.mixed_precision, device=str(device),
     )  # fmt: skip
     ckpt_path = out_dir / "checkpoint.pt"
-    start_epoch, start_step, partial = 1, 0, None
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    stage = ResumableStage(ckpt_path, loader.generator, "pretraining")
+    if (state := stage.load()) is not None:
         method.load_state_dict(state["method"])
         for a in arms:
             optimizers[a].load_state_dict(state["optimizers"][a])
@@ -177,39 +177,26 @@ def pretrain(
         monitor.below, monitor.collapsed = state["collapse_below"], dict(result.collapsed)
         if accelerator.scaler is not None and state.get("scaler"):
             accelerator.scaler.load_state_dict(state["scaler"])
-        rng.restore(state["rng"], loader.generator)  # same model-side randomness onwards
-        partial = state.get("partial")  # saved mid-epoch (SIGUSR2): that epoch, from its step
-        start_epoch = state["epoch"] if partial else state["epoch"] + 1
-        start_step = partial["step"] if partial else 0
-        log.info(
-            "resuming pretraining from %s at epoch %d, step %d",
-            ckpt_path, start_epoch, start_step + 1,
-        )  # fmt: skip
 
-    def save(epoch: int, partial: dict | None = None) -> None:
-        """The whole run state; ``partial``: saved inside ``epoch`` (its step and sums)."""
-        store.torch_save(
-            ckpt_path,
-            {
-                "epoch": epoch,
-                "partial": partial,
-                "method": accelerator.unwrap_model(method).state_dict(),
-                "optimizers": {a: o.state_dict() for a, o in optimizers.items()},
-                "schedulers": {a: s.state_dict() for a, s in schedulers.items()},
-                "averaged": {a: m.state_dict() for a, m in averaged.items()},
-                "result": asdict(result),
-                "collapse_below": monitor.below,
-                "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None,
-                "rng": rng.capture(loader.generator),
-            },
-        )
+    def payload() -> dict:
+        """The whole run state but the step (``ResumableStage.save`` adds epoch, sums, RNG)."""
+        return {
+            "method": accelerator.unwrap_model(method).state_dict(),
+            "optimizers": {a: o.state_dict() for a, o in optimizers.items()},
+            "schedulers": {a: s.state_dict() for a, s in schedulers.items()},
+            "averaged": {a: m.state_dict() for a, m in averaged.items()},
+            "result": asdict(result),
+            "collapse_below": monitor.below,
+            "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None,
+        }
 
     steps_per_epoch = len(loader)
     with preempt.guard():
-        for epoch in range(start_epoch, cfg.epochs + 1):
+        for epoch in range(stage.start_epoch, cfg.epochs + 1):
             method.train()
+            start_step = stage.epoch_steps_start()
             resumable = set_position(loader, epoch, start_step)
-            sums = partial or {"step": 0, "total": 0.0, "spreads": {}, "seconds": 0.0}
+            sums = stage.sums({"step": 0, "total": 0.0, "spreads": {}, "seconds": 0.0})
             t0 = time.perf_counter() - sums["seconds"]
             total, steps, spreads = sums["total"], sums["step"], dict(sums["spreads"])
             for step, (views, _labels) in enumerate(loader, start=start_step + 1):
@@ -230,14 +217,9 @@ def pretrain(
                 result.images += first.shape[0]
                 for a, emb in out.embeddings.items():
                     spreads[a] = spreads.get(a, 0.0) + (spread(emb) if emb.shape[0] > 1 else 0.0)
-                if preempt.requested() and step < steps_per_epoch:  # the last: epoch's end
-                    if resumable:
-                        seconds = time.perf_counter() - t0
-                        save(epoch, {"step": step, "total": total, "spreads": spreads,
-                                     "seconds": seconds})  # fmt: skip
-                        log.warning("saved pretraining at epoch %d, step %d", epoch, step)
-                    preempt.hand_over()  # else the last epoch's checkpoint stands
-            start_step, partial = 0, None
+                stage.after_step(epoch, step, loader, resumable, payload, {
+                    "total": total, "spreads": spreads, "seconds": time.perf_counter() - t0,
+                })  # fmt: skip
             if not cfg.paper_compat:
                 for sched in schedulers.values():
                     sched.step()
@@ -260,9 +242,7 @@ def pretrain(
             )  # fmt: skip
             monitor.update(epoch, epoch_spread)  # may raise CollapseError (collapse_action=stop)
             result.collapsed, result.collapse_warnings = dict(monitor.collapsed), monitor.warnings
-            save(epoch)
-            if preempt.requested():  # USR2 during the epoch's last step or its bookkeeping
-                preempt.hand_over()
+            stage.after_epoch(epoch, payload())
 
     result.images_per_s = result.images / result.wall_s if result.wall_s else 0.0
     result.peak_mem_mb = peak_memory_mb(device)

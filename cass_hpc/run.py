@@ -19,10 +19,12 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
-from cass_hpc.cell import CellSpec, run_cell
+from cass_hpc.cell import CellSpec, run_cell, run_pretrain_stage
 from cass_hpc.finetune import FinetuneConfig
+from cass_hpc.methods import method_entry
 from cass_hpc.models import ArmSpec
 from cass_hpc.pretrain import PretrainConfig
+from cass_hpc.slurm_jobs import cancel_dependents, current_job_id
 
 log = logging.getLogger("cass_hpc")
 
@@ -54,7 +56,7 @@ def _cell_spec(c: dict, model: dict, pretrain: dict, finetune: dict) -> CellSpec
         dataset_path=Path(to_absolute_path(c["dataset"]["path"])),
         image_size=int(c["image_size"]),
         method=c["method"]["name"],
-        pretrain=PretrainConfig(**pretrain) if c["method"]["pretrains"] else None,
+        pretrain=PretrainConfig(**pretrain) if method_entry(c["method"]["name"]).pretrains else None,
         method_params=dict(c["method"].get("params") or {}),
         arms={a: ArmSpec(**model[a]) for a in ("cnn", "vit")},
         out_dim=int(model["out_dim"]),
@@ -69,10 +71,26 @@ def _cell_spec(c: dict, model: dict, pretrain: dict, finetune: dict) -> CellSpec
     )
 
 
+def _pretrain_stage(spec: CellSpec, overrides: list[str]) -> None:
+    """Run the pretraining stage; if it fails, cancel the SLURM jobs of the cells waiting on it
+    (they would pend forever). A preemption or time limit (SystemExit) requeues it instead."""
+    try:
+        run_pretrain_stage(spec, overrides=overrides)
+    except Exception:
+        if job := current_job_id():
+            cancel_dependents(job)
+        raise
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
     try:
         overrides = list(HydraConfig.get().overrides.task)
+        if cfg.stage == "pretrain":  # a grid's first stage (see cass_hpc.plan)
+            _pretrain_stage(spec_from_config(cfg), overrides)
+            return 0.0
+        if cfg.stage != "cell":
+            raise ValueError(f"stage must be cell or pretrain, got {cfg.stage!r}")
         record = run_cell(spec_from_config(cfg), overrides=overrides)
     except (ValueError, MissingMandatoryValue) as err:
         if isinstance(err, MissingMandatoryValue):

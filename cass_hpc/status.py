@@ -1,19 +1,19 @@
-"""``python -m cass_hpc.status RUNDIR``: which cells of a grid are done, running, requeued,
-failed (or cancelled) or missing, with a failure's last error line and the log to read.
+"""``python -m cass_hpc.status RUNDIR``: every stage of a grid — its pretrainings and its
+cells — pending, waiting (on its pretraining), running, requeued, done, failed (or cancelled,
+interrupted) or blocked (its pretraining failed), with a failure's last error line and its log.
 
-RUNDIR is a run store (``runs/<experiment_name>``). Cells report their own state
-(``cells/*/state.json``, see `jobstate`); a job that died without reporting (SIGKILL,
-``scancel``) is found by asking SLURM (``sacct``) or, for a local job, by its pid. Cells that
-were submitted (submitit's ``*_submitted.pkl`` under ``hydra/``) but never started are missing.
+RUNDIR is a run store (``runs/<experiment_name>``). Stages report their own state
+(``state.json`` in ``cells/*`` and ``pretrain/*``, see `jobstate`); a job that has not started
+or died without reporting (SIGKILL, ``scancel``) is found by asking SLURM about the job ids the
+launcher recorded (``submissions/*.json``) or, for a local job, by its pid. Local jobs submitted
+but never started (submitit's ``*_submitted.pkl`` under ``hydra/``) are missing.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import socket
-import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,89 +23,142 @@ from rich.table import Table
 
 from cass_hpc import store
 from cass_hpc.jobstate import STATE_FILE
+from cass_hpc.slurm_jobs import JobInfo, job_info
 
-ORDER = ("failed", "cancelled", "requeued", "running", "missing", "done")
-
-
-def _slurm_state(job_id: str) -> str | None:
-    """SLURM's view of a job (RUNNING, PENDING, CANCELLED, …), or None without SLURM."""
-    if not shutil.which("sacct"):
-        return None
-    out = subprocess.run(
-        ["sacct", "-n", "-X", "-j", job_id, "-o", "State"], capture_output=True, text=True
-    ).stdout.split()
-    return out[-1].rstrip("+") if out else None
+ORDER = ("failed", "cancelled", "interrupted", "blocked", "requeued", "running", "waiting",
+         "pending", "missing", "done")  # fmt: skip
+RECORDS = {"pretrain": "pretrain.json", "cell": "results.json"}
+ENDED_BADLY = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
+               "BOOT_FAIL", "DEADLINE")  # fmt: skip
 
 
-def _alive(state: dict[str, Any]) -> bool | None:
+def _alive(state: dict[str, Any], slurm: dict[str, JobInfo]) -> bool | None:
     """Whether the process that wrote ``state`` still runs (None when it cannot be known)."""
-    if state.get("slurm_job_id"):
-        slurm = _slurm_state(str(state["slurm_job_id"]))
-        return None if slurm is None else slurm in ("RUNNING", "PENDING", "REQUEUED", "RESIZING")
+    if job := state.get("slurm_job_id"):
+        info = slurm.get(str(job))
+        return None if info is None else info.live
     if state.get("host") == socket.gethostname() and state.get("pid"):
         return Path(f"/proc/{state['pid']}").exists() if os.path.isdir("/proc") else None
     return None
 
 
-def classify(cell_dir: Path) -> dict[str, Any]:
-    """One row of the status table for a cell directory."""
-    row: dict[str, Any] = {"cell": cell_dir.name, "error": "", "log": ""}
-    state = store.read_json(cell_dir / STATE_FILE) if (cell_dir / STATE_FILE).exists() else {}
+def classify(
+    directory: Path, stage: str = "cell", slurm: dict[str, JobInfo] | None = None,
+    job: str | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One row of the status table for a stage's directory (``job``: its submitted job id)."""
+    slurm = slurm or {}
+    row: dict[str, Any] = {"stage": stage, "cell": directory.name, "error": "", "log": "",
+                           "job": job or ""}  # fmt: skip
+    path = directory / STATE_FILE
+    state = (store.read_record(path) or {}) if path.exists() else {}
     row["log"] = state.get("log") or ""
     row["overrides"] = tuple(state.get("overrides") or ())
     row["aliases"] = [tuple(a) for a in state.get("aliases", [])]  # other jobs that found it done
-    if (cell_dir / "results.json").exists():
+    record = directory / RECORDS[stage]
+    if store.read_record(record) is not None:
         return {**row, "status": "done"}
-    status = state.get("state", "missing")
+    if record.exists():  # the one notion of done: a readable record, else not done
+        return {**row, "status": "failed",
+                "error": f"{record} is unreadable (truncated?); delete it and rerun the grid"}  # fmt: skip
+    status = state.get("state")
+    info = slurm.get(job or str(state.get("slurm_job_id") or ""))
+    if status is None:  # the job never reported: SLURM's word, if it was submitted there
+        if info is None:
+            return {**row, "status": "missing" if job is None else "pending"}
+        if info.state == "PENDING":  # a dependency not yet met, or never to be met
+            waiting = {"Dependency": "waiting", "DependencyNeverSatisfied": "blocked"}
+            return {**row, "status": waiting.get(info.reason, "pending")}
+        if info.live:
+            return {**row, "status": "running"}
+        status = "cancelled" if info.state == "CANCELLED" else "failed"
+        return {**row, "status": status, "error": f"job ended {info.state} without a result"}
     if status == "running":
-        alive = _alive(state)
+        alive = _alive(state, slurm)
         if alive is False:
-            slurm = state.get("slurm_job_id") and _slurm_state(str(state["slurm_job_id"]))
-            status = "cancelled" if slurm == "CANCELLED" else "failed"
+            slurm_state = info.state if info else None
+            status = "cancelled" if slurm_state == "CANCELLED" else "failed"
             row["error"] = (
-                f"job gone without a result (SLURM: {slurm})"
-                if slurm
-                else (f"process {state.get('pid')} is gone (killed?); rerun the grid to resume")
+                f"job gone without a result (SLURM: {slurm_state})"
+                if slurm_state
+                else f"process {state.get('pid')} is gone (killed?); rerun the grid to resume"
             )
         elif state.get("attempt", 1) > 1:
             status = "requeued"
-    if status == "failed" and not row["error"]:
+    if status in ("failed", "interrupted") and not row["error"]:
         row["error"] = state.get("error", "")
     return {**row, "status": status}
 
 
+def submissions(rundir: Path) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Pretrainings and cells by directory name, as the launcher recorded them (newest wins)."""
+    pretrainings: dict[str, dict] = {}
+    cells: dict[str, dict] = {}
+    for path in sorted((rundir / "submissions").glob("*.json")):
+        record = store.read_record(path) or {}
+        for item in record.get("pretrainings", []):
+            pretrainings[Path(item["dir"]).name] = item
+        for item in record.get("cells", []):
+            cells[Path(item["dir"]).name] = item
+    return pretrainings, cells
+
+
 def submitted_overrides(rundir: Path) -> list[tuple[str, ...]]:
-    """The overrides of every job submitit was handed under ``rundir/hydra``."""
+    """The overrides of every cell job submitit was handed locally under ``rundir/hydra``."""
     import cloudpickle
 
     found = []
     for path in sorted(rundir.glob("hydra/*/.submitit/**/*_submitted.pkl")):
         try:
             with open(path, "rb") as handle:
-                found.append(tuple(cloudpickle.load(handle).args[0]))
+                overrides = tuple(cloudpickle.load(handle).args[0])
         except Exception:  # noqa: BLE001 - a pickle we cannot read names no cell
             continue
+        if "stage=pretrain" not in overrides:  # a pretraining stage, shown by its directory
+            found.append(overrides)
     return found
 
 
 def status_rows(rundir: Path) -> list[dict[str, Any]]:
-    rows = [classify(d) for d in sorted((rundir / "cells").glob("*")) if d.is_dir()]
+    pre_jobs, cell_jobs = submissions(rundir)
+    slurm = job_info([j["job_id"] for j in (*pre_jobs.values(), *cell_jobs.values())])
+    pre_dirs = {d.name: d for d in sorted((rundir / "pretrain").glob("*")) if d.is_dir()}
+    pre_dirs.update({n: Path(j["dir"]) for n, j in pre_jobs.items() if n not in pre_dirs})
+    pre_rows = {n: classify(d, "pretrain", slurm, pre_jobs.get(n, {}).get("job_id"))
+                for n, d in pre_dirs.items()}  # fmt: skip
+    cell_dirs = {d.name: d for d in sorted((rundir / "cells").glob("*")) if d.is_dir()}
+    cell_dirs.update({n: Path(j["dir"]) for n, j in cell_jobs.items() if n not in cell_dirs})
+    rows = list(pre_rows.values())
+    by_key = {j["key"]: n for n, j in pre_jobs.items()}
+    for name, directory in cell_dirs.items():
+        job = cell_jobs.get(name, {})
+        row = classify(directory, "cell", slurm, job.get("job_id"))
+        parent = pre_rows.get(by_key.get(job.get("pretrain") or "", ""))
+        if parent and row["status"] != "done" and parent["status"] in (
+            "failed", "cancelled", "interrupted") and row["status"] in (
+            "waiting", "pending", "blocked", "cancelled"):  # fmt: skip
+            row = {**row, "status": "blocked",
+                   "error": f"blocked by pretraining {parent['cell']}: {parent['error']}"}  # fmt: skip
+        rows.append(row)
     started = {r["overrides"] for r in rows} | {a for r in rows for a in r["aliases"]}
     for overrides in dict.fromkeys(submitted_overrides(rundir)):
         if overrides not in started:
             swept = " ".join(
                 o for o in overrides if not o.startswith(("runs_dir=", "dataset.path="))
             )
-            rows.append({"cell": swept, "status": "missing", "error": "", "log": ""})
-    return sorted(rows, key=lambda r: (ORDER.index(r["status"]), r["cell"]))
+            rows.append({"stage": "cell", "cell": swept, "status": "missing", "error": "",
+                         "log": ""})  # fmt: skip
+    return sorted(rows, key=lambda r: (r["stage"] != "pretrain", ORDER.index(r["status"]),
+                                       r["cell"]))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cass_hpc.status",
-        description="Cells of a grid (a run store, e.g. runs/demo): done, running, requeued, "
-        "failed/cancelled (with the last error line and the log path, listed below the table) or "
-        "missing (submitted, no job has started it). Exit code 1 if any cell failed.",
+        description="Stages of a grid (a run store, e.g. runs/demo): each pretraining and cell "
+        "pending, waiting (on its pretraining), running, requeued, done, failed/cancelled/"
+        "interrupted or blocked (by a failed pretraining), with the last error line and the log "
+        "path below the table; missing: submitted, never started. Exit code 1 if any failed.",
     )
     parser.add_argument("rundir", type=Path, help="run store: runs/<experiment_name>")
     args = parser.parse_args(argv)
@@ -115,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
                       "(runs/<experiment_name>)?", markup=False)  # fmt: skip
         return 2
     rows = status_rows(args.rundir)
-    table = Table(title=f"{args.rundir} — {len(rows)} cell(s)", title_justify="left")
-    for column in ("status", "cell"):
+    cells = sum(r["stage"] == "cell" for r in rows)
+    table = Table(title=f"{args.rundir} — {len(rows) - cells} pretraining(s), {cells} cell(s)",
+                  title_justify="left")  # fmt: skip
+    for column in ("stage", "status", "job", "name"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r["status"], r["cell"])
+        table.add_row(r["stage"], r["status"], r.get("job", ""), r["cell"])
     console.print(table)
     for r in rows:  # errors and logs unwrapped below the table: long paths stay copyable
         if r["status"] != "done" and (r["error"] or r["log"]):
@@ -127,8 +182,12 @@ def main(argv: list[str] | None = None) -> int:
                           + (f"\n  log: {r['log']}" if r["log"] else ""),
                           markup=False, highlight=False, soft_wrap=True)  # fmt: skip
     counts = Counter(r["status"] for r in rows)
-    console.print(", ".join(f"{counts[s]} {s}" for s in ORDER if counts[s]), markup=False)
-    return 1 if counts["failed"] or counts["cancelled"] else 0
+    for stage in ("pretrain", "cell"):
+        mine = Counter(r["status"] for r in rows if r["stage"] == stage)
+        if mine:
+            console.print(f"{stage}: " + ", ".join(f"{mine[s]} {s}" for s in ORDER if mine[s]),
+                          markup=False)  # fmt: skip
+    return 1 if counts["failed"] or counts["cancelled"] or counts["blocked"] else 0
 
 
 if __name__ == "__main__":

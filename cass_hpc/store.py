@@ -45,6 +45,15 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def remove_temporaries(path: Path) -> list[Path]:
+    """Remove what an interrupted :func:`atomic_write` of ``path`` left (``.<name>.*.tmp``
+    beside it; nothing else), e.g. a checkpoint save killed half-way; returns them."""
+    left = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in left:
+        tmp.unlink(missing_ok=True)
+    return left
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -72,6 +81,16 @@ def read_json(path: Path) -> Any:
         raise ValueError(f"{path}: unreadable JSON ({err}); delete it to recompute") from err
 
 
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A finished stage's record (results.json, pretrain.json): the JSON object at ``path``, or
+    None when it is missing, truncated or not an object — then the stage is not done."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 @contextlib.contextmanager
 def exclusive(directory: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``directory`` (``.lock`` file, ``fcntl.flock``).
@@ -81,7 +100,14 @@ def exclusive(directory: Path) -> Iterator[None]:
     """
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as err:  # Lustre without -o flock: ENOSYS / EOPNOTSUPP
+            raise ValueError(
+                f"{directory / '.lock'}: this filesystem does not support file locks ({err.strerror}); "
+                f"put runs_dir on a filesystem with flock (or mount Lustre with -o flock), or "
+                f"submit the grid with a SLURM launcher, whose stages need no lock"
+            ) from err
         try:
             yield
         finally:

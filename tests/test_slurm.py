@@ -49,38 +49,121 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         assert not alive, f"daemons left running after down: {alive}"
 
 
-def test_a_grid_runs_through_real_slurm_as_a_job_array(
+TINY = ["image_size=32", "pretrain.epochs=1", "pretrain.batch_size=8", "finetune.max_epochs=1",
+        "finetune.batch_size=8", "model.out_dim=32", "+model.vit.kwargs.depth=1", "threads=1"]
+
+
+def copy_checkout(dest: Path) -> str:
+    """This working tree as a git checkout of its own (a user's clone); returns its commit."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+    for name in files:
+        if (REPO / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for cmd in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "submitted code"]):
+        subprocess.run([*git, *cmd], cwd=dest, check=True, capture_output=True)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+
+
+def squeue(env: dict[str, str]) -> list[list[str]]:
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%j|%T|%r"], capture_output=True,
+                         text=True, env=env).stdout  # fmt: skip
+    return [line.split("|") for line in out.splitlines()]
+
+
+def sacct_times(env: dict[str, str]) -> dict[str, tuple[str, str, str]]:
+    """Job id -> (state, start, end) of every job the cluster ran."""
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Start,End"],
+                         capture_output=True, text=True, env=env).stdout  # fmt: skip
+    return {j: (st, a, b) for j, st, a, b in (line.split("|") for line in out.splitlines())}
+
+
+def wait_for(path: Path, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not path.exists():
+        time.sleep(1)
+    assert path.exists(), f"{path} did not appear within {seconds} s"
+
+
+def test_a_grid_is_a_dag_of_slurm_jobs_submitted_in_seconds_running_the_submitted_code(
+    slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
+) -> None:
+    checkout = tmp_path / "checkout"
+    commit = copy_checkout(checkout)
+    runs = tmp_path / "runs"
+    grid = ["cass_hpc.run", "-m", "experiment=paper", "hydra/launcher=testcluster",
+            f"runs_dir={runs}", f"dataset.path={tiny_dataset}", "label_fraction=1.0", "seed=0",
+            *TINY]  # fmt: skip
+    started = time.monotonic()
+    proc = run_module(*grid, cwd=checkout, env=slurm_env)
+    submit_s = time.monotonic() - started
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert submit_s < 30, f"submission took {submit_s:.1f} s"
+    assert "python -m cass_hpc.status" in proc.stdout  # what to do next
+    # right after submission the cells of each pretraining are queued behind it, holding nothing
+    queued = squeue(slurm_env)
+    cells = [j for j in queued if j[1] == "cass-cell"]
+    assert {j[1] for j in queued} == {"cass-pretrain", "cass-cell", "cass-collect"}, queued
+    assert len(cells) == 6 and sum(j[3] == "Dependency" for j in cells) == 4, cells
+    # the checkout changes while the grid is queued: the jobs run the code submitted
+    (checkout / "cass_hpc" / "finetune.py").write_text("raise RuntimeError('edited checkout')\n")
+
+    store_root = runs / "paper"
+    wait_for(store_root / "summary" / "results.md", 420)  # written by the collect job
+    results = [json.loads(p.read_text()) for p in store_root.rglob("results.json")]
+    assert len(results) == 6
+    assert {(r["code"]["commit"], r["code"]["dirty"]) for r in results} == {(commit, False)}
+    record = json.loads(next((store_root / "submissions").glob("*.json")).read_text())
+    times = sacct_times(slurm_env)
+    ends = {p["key"]: times[p["job_id"]][2] for p in record["pretrainings"]}
+    assert len(ends) == 3  # CASS once for both arms, DINO once per arm
+    for cell in record["cells"]:  # no cell started before its own pretraining had ended
+        state, start, _ = times[cell["job_id"]]
+        assert state == "COMPLETED"
+        if cell["pretrain"]:
+            assert start >= ends[cell["pretrain"]], (cell, start, ends[cell["pretrain"]])
+    for stage in ("pretrain", "cell"):  # Σ elapsed in SLURM vs Σ compute recorded
+        print(stage, [times[j["job_id"]][1:] for j in record[stage + ("ings" if stage == "pretrain" else "s")]])
+    status = run_module("cass_hpc.status", str(store_root), env=slurm_env)
+    assert status.returncode == 0 and "pretrain: 3 done" in status.stdout, status.stdout
+    assert "cell: 6 done" in status.stdout, status.stdout
+
+    again = run_module(*grid, cwd=REPO, env=slurm_env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "nothing to submit: all 6 cell(s) of this grid are done" in again.stdout
+    assert not squeue(slurm_env)
+
+
+def test_a_failed_pretraining_blocks_only_its_cells_which_are_cancelled(
     slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
     proc = run_module(
-        "cass_hpc.run", "-m", "experiment=demo", "hydra/launcher=testcluster",
-        f"runs_dir={runs}", f"dataset.path={tiny_dataset}", "image_size=32", "seed=0",
-        "label_fraction=1.0", "pretrain.epochs=1", "pretrain.batch_size=8",
-        "finetune.max_epochs=1", "finetune.batch_size=8", env=slurm_env,
+        "cass_hpc.run", "-m", "experiment=demo", "hydra/launcher=testcluster", f"runs_dir={runs}",
+        f"dataset.path={tiny_dataset}", "label_fraction=1.0", "seed=0", "arm=cnn", *TINY,
+        # every spread is below this: the CASS pretraining stops with a CollapseError
+        "pretrain.collapse_action=stop", "pretrain.collapse_threshold=1e9",
+        "pretrain.collapse_epochs=1", env=slurm_env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = [json.loads(p.read_text()) for p in runs.rglob("results.json")]
-    assert {(r["method"], r["arm"]) for r in results} == {
-        ("cass", "cnn"),
-        ("cass", "vit"),
-        ("supervised", "cnn"),
-        ("supervised", "vit"),
-    }
-    # the cells really were SLURM jobs: accounting lists them as completed array tasks
-    sacct = subprocess.run(
-        ["sacct", "-n", "-X", "-o", "JobID,State"], capture_output=True, text=True, env=slurm_env
-    )
-    tasks = [line.split() for line in sacct.stdout.splitlines() if "_" in line.split()[0]]
-    assert len(tasks) >= 4 and all(state == "COMPLETED" for _, state in tasks)
-
-    # re-running the finished grid trains nothing: every cell is found done and left as it was
-    before = {p: p.stat().st_mtime_ns for p in runs.rglob("results.json")}
-    again = run_module(*proc.args[2:], env=slurm_env)
-    assert again.returncode == 0, again.stderr[-3000:]
-    assert {p: p.stat().st_mtime_ns for p in runs.rglob("results.json")} == before
-    logs = "".join(p.read_text() for p in runs.rglob("*_log.out"))
-    assert logs.count("already done") >= 4 and "pretrain cass epoch" in logs
+    wait_for(runs / "demo" / "summary" / "results.md", 300)
+    record = json.loads(next((runs / "demo" / "submissions").glob("*.json")).read_text())
+    times = sacct_times(slurm_env)
+    (pre,) = record["pretrainings"]
+    assert times[pre["job_id"]][0] == "FAILED"
+    states = {next(o for o in c["overrides"] if o.startswith("method=")): times[c["job_id"]]
+              for c in record["cells"]}  # fmt: skip
+    assert states["method=cass"][0] == "CANCELLED" and states["method=cass"][1] in ("None", "Unknown")
+    assert states["method=supervised"][0] == "COMPLETED"
+    wide = {**slurm_env, "COLUMNS": "300"}
+    status = run_module("cass_hpc.status", str(runs / "demo"), env=wide)
+    assert status.returncode == 1, status.stdout
+    assert "cell: 1 blocked, 1 done" in status.stdout, status.stdout
+    assert "blocked by pretraining cass-cnn-vit-" in status.stdout
+    assert "CollapseError" in status.stdout
 
 
 def test_a_preempted_cell_is_requeued_and_resumes_to_identical_metrics(

@@ -3,6 +3,7 @@
 A method is registered with a builder that takes the backbone specs it pretrains, the CASS head
 width and its own ``params`` (``conf/method/<name>.yaml``). ``per_arm`` methods (DINO) pretrain
 each backbone in its own run; CASS pretrains the pair in one. "supervised" has no pretraining.
+``METHODS`` is the only place that says so.
 """
 
 from __future__ import annotations
@@ -35,16 +36,32 @@ def build_dino(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, A
 
 @dataclass(frozen=True)
 class MethodEntry:
-    build: Callable[[Mapping[str, ArmSpec], int, Mapping[str, Any]], PretrainMethod]
-    per_arm: bool  # one pretraining run per backbone (DINO) or one for the pair (CASS)
+    """The one answer to "does this method pretrain, and per arm?" (YAML, cells and reports
+    ask here, or read the ``arms`` a pretraining recorded)."""
+
+    build: Callable[[Mapping[str, ArmSpec], int, Mapping[str, Any]], PretrainMethod] | None
+    per_arm: bool = False  # one pretraining run per backbone (DINO) or one for the pair (CASS)
+
+    @property
+    def pretrains(self) -> bool:
+        return self.build is not None
 
 
-PRETRAIN_METHODS: dict[str, MethodEntry] = {
-    "cass": MethodEntry(build_cass, per_arm=False),
+METHODS: dict[str, MethodEntry] = {
+    "cass": MethodEntry(build_cass),
     "dino": MethodEntry(build_dino, per_arm=True),
+    "supervised": MethodEntry(None),  # fine-tuning from random (or local) init only
 }
+PRETRAIN_METHODS = {name: m for name, m in METHODS.items() if m.pretrains}
+
+
+def method_entry(name: str) -> MethodEntry:
+    """The registry entry of ``name``; ValueError listing the known methods otherwise."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    return METHODS[name]
 
 __all__ = [
-    "CASS", "DINO", "PRETRAIN_METHODS", "MethodEntry", "PretrainMethod", "Progress", "StepOutput",
+    "CASS", "DINO", "METHODS", "PRETRAIN_METHODS", "MethodEntry", "method_entry", "PretrainMethod", "Progress", "StepOutput",
     "cass_loss", "dino_loss",
 ]  # fmt: skip

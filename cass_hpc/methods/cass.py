@@ -3,7 +3,7 @@
 Singh, Sizikova & Cirrone, "CASS: Cross Architectural Self-Supervision for Medical Image
 Analysis", §3.1, eq. 1. No projection MLP, softmax, centering, EMA teacher or stop-gradient:
 gradients reach both nets. Nothing here prevents collapse (the paper argues the two
-architectures' difference does); `spread` measures it so the pretraining loop can report it.
+architectures' difference does); `collapse.spread` measures it for the pretraining loop.
 
 Options (defaults = the paper): ``head_activation`` applied to both outputs before the loss
 (App. D.5 ablation: ``softmax`` / ``sigmoid``), and — ours, beyond the paper — ``anti_collapse``:
@@ -64,18 +64,6 @@ def variance_hinge(outputs: Tensor, target_std: float = 1.0, eps: float = 1e-4) 
         )
     std = torch.sqrt(outputs.float().var(dim=0) + eps)
     return F.relu(target_std - std).mean()
-
-
-def spread(outputs: Tensor) -> float:
-    """Collapse diagnostic: std over the batch of the L2-normalised outputs, summed over dims.
-
-    0 means every image maps to the same direction (collapsed). For outputs spread uniformly on
-    the unit sphere of dimension d it approaches ``sqrt(d)``.
-    """
-    if outputs.ndim != 2 or outputs.shape[0] < 2:
-        raise ValueError(f"spread needs (batch >= 2, dim) outputs, got {tuple(outputs.shape)}")
-    z = F.normalize(outputs.detach().float(), dim=-1, eps=1e-12)
-    return float(z.std(dim=0).sum())
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cass_hpc.methods.cass import CASS, CASSConfig, cass_loss, spread, variance_hinge
+from cass_hpc.collapse import spread
+from cass_hpc.methods.cass import CASS, CASSConfig, cass_loss, variance_hinge
 from cass_hpc.models import ArmSpec, build_arm
 
 

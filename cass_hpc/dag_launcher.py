@@ -1,0 +1,182 @@
+"""Submit a grid to SLURM as a DAG of stages, then return (``hydra/launcher=slurm|testcluster|
+rtx8000``, and the apptainer profiles through ``launcher.ContainerSlurmLauncher``).
+
+1. one job array of the distinct pretrainings the grid still needs (``stage=pretrain``);
+2. per pretraining, one array of its cells with ``--dependency=afterok:<array>_<task>`` (no
+   GPU is held while a pretraining runs); supervised cells in one array without dependency;
+3. one small CPU job, ``afterany`` on everything, that writes the tables into the run store.
+
+Every cell is composed and checked first (``stage_launcher.py``); jobs run a snapshot of the
+code (``snapshot.py``); the submission (stages, job ids, dependencies) is recorded under
+``<run store>/submissions/`` for ``python -m cass_hpc.status``. A pretraining that fails cancels
+the cells waiting on it (``run.py``). ``hydra.launcher.wait=true`` blocks until every job ended
+(for scripts), as hydra-submitit-launcher does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import submitit
+from hydra.core.utils import JobReturn
+from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
+from omegaconf import OmegaConf
+
+from cass_hpc import snapshot, store
+from cass_hpc.plan import Plan
+from cass_hpc.stage_launcher import GridError, StageLauncher, completed, failed, sweep_dir
+
+log = logging.getLogger("cass_hpc")
+SUBMISSIONS = "submissions"
+COLLECT_PARAMS = {"gpus_per_node": 0, "slurm_gres": None, "cpus_per_task": 1, "mem_gb": 4,
+                  "timeout_min": 30}  # fmt: skip
+
+
+def collect_stores(store_roots: list[str]) -> int:
+    """The collect stage: tables and plots of each run store (``python -m cass_hpc.collect``)."""
+    from cass_hpc.collect import main
+
+    return max(main([root]) for root in store_roots)
+
+
+class DagSlurmLauncher(StageLauncher, SlurmLauncher):
+    """hydra-submitit-launcher's ``SlurmLauncher`` submitting stages (module doc)."""
+
+    def __init__(self, wait: bool = False, parallelism: int = 1, **params: Any) -> None:
+        super().__init__(**params)
+        self.wait = wait  # parallelism: the local launcher's key (SLURM: array_parallelism)
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        plan, configs = self.plan(job_overrides)
+        self._check_time_limit()
+        if not plan.pending_cells():
+            print(f"nothing to submit: all {len(plan.cells)} cell(s) of this grid are done",
+                  flush=True)  # fmt: skip
+            return [completed(o, "done") for o in job_overrides]
+        folder = sweep_dir(self.config)
+        code = snapshot.take(folder / "code")
+        submitted = self._submit(plan, configs, initial_job_idx, Path(code["snapshot"]))
+        record = {
+            "submitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "sweep_dir": str(folder), "code": code, **submitted,
+        }  # fmt: skip
+        for root in plan.store_roots:
+            store.write_json(root / SUBMISSIONS / f"{folder.name}.json", record)
+        self._print(record, plan)
+        if self.wait:
+            return self._wait(job_overrides, plan)
+        return [completed(o, "submitted") for o in job_overrides]
+
+    # -- submission -----------------------------------------------------------------------------
+
+    def _executor(self, **overrides: Any) -> submitit.AutoExecutor:
+        """An executor with the profile's parameters (as hydra-submitit-launcher builds it)."""
+        params = dict(self.params)
+        init = {"folder": params.pop("submitit_folder"),
+                "slurm_max_num_timeout": params.pop("max_num_timeout", 0)}  # fmt: skip
+        base = set(OmegaConf.structured(BaseQueueConf).keys())
+        params = {k if k in base else f"slurm_{k}": v for k, v in params.items()}
+        params.update(overrides)
+        executor = submitit.AutoExecutor(cluster="slurm", **init)
+        executor.update_parameters(**params)
+        return executor
+
+    def _submit(
+        self, plan: Plan, configs: dict, first_idx: int, code: Path
+    ) -> dict[str, Any]:
+        setup = [*snapshot.job_environment(code), *(self.params.get("setup") or [])]
+        num = first_idx + len(plan.cells)
+        pretrainings = []
+        pending = plan.pending_pretrainings()
+        if pending:
+            args = [self.job_args(p.overrides, self.compose(p.overrides), num + i)
+                    for i, p in enumerate(pending)]  # fmt: skip
+            jobs = self._executor(slurm_setup=setup, name="cass-pretrain").map_array(
+                self, *zip(*args)
+            )
+            pretrainings = [
+                {"key": p.key, "dir": str(p.dir), "job_id": j.job_id, "overrides": list(p.overrides)}
+                for p, j in zip(pending, jobs, strict=True)
+            ]
+        job_of = {p["key"]: p["job_id"] for p in pretrainings}
+        groups: dict[str | None, list] = {}
+        for idx, cell in enumerate(plan.cells, start=first_idx):
+            if not cell.done:
+                groups.setdefault(job_of.get(cell.pretrain or ""), []).append((idx, cell))
+        cells = []
+        for dependency, members in groups.items():
+            extra = {"slurm_dependency": f"afterok:{dependency}"} if dependency else {}
+            args = [self.job_args(c.overrides, configs[c.overrides], idx) for idx, c in members]
+            executor = self._executor(slurm_setup=setup, name="cass-cell", **extra)
+            jobs = executor.map_array(self, *zip(*args))
+            cells += [
+                {"key": c.key, "dir": str(c.dir), "job_id": j.job_id, "pretrain": c.pretrain,
+                 "depends_on": dependency, "overrides": list(c.overrides)}
+                for (_, c), j in zip(members, jobs, strict=True)
+            ]  # fmt: skip
+        everything = sorted({j["job_id"].split("_")[0] for j in pretrainings + cells})
+        collect = self._executor(
+            slurm_setup=setup, name="cass-collect",
+            slurm_dependency="afterany:" + ":".join(everything), **COLLECT_PARAMS,
+        ).submit(collect_stores, [str(r) for r in plan.store_roots])  # fmt: skip
+        self._jobs = {"collect": collect}
+        return {"pretrainings": pretrainings, "cells": cells,
+                "collect": {"job_id": collect.job_id, "after": everything},
+                "done": [c.name for c in plan.cells if c.done]}  # fmt: skip
+
+    def _check_time_limit(self) -> None:
+        limit_s = 60 * float(self.params.get("timeout_min") or 0)
+        delay = float(self.params.get("signal_delay_s") or 90)
+        if limit_s and limit_s <= delay + 60:
+            raise GridError(
+                f"hydra.launcher.timeout_min={limit_s / 60:g} leaves no time to save: a job is "
+                f"warned signal_delay_s={delay:g} s before its limit and SLURM may warn up to "
+                f"60 s early; use timeout_min > {(delay + 60) / 60:g}"
+            )
+
+    def _print(self, record: dict[str, Any], plan: Plan) -> None:
+        pre, cells = record["pretrainings"], record["cells"]
+        waiting = sum(1 for c in cells if c["depends_on"])
+        roots = " ".join(str(r) for r in plan.store_roots)
+        lines = [
+            f"submitted {len(pre)} pretraining job(s) (array {_arrays(pre)}), {len(cells)} cell "
+            f"job(s) ({waiting} waiting on their pretraining), collect job "
+            f"{record['collect']['job_id']}; {len(record['done'])} cell(s) already done",
+            f"code snapshot: {record['code']['snapshot']} (commit "
+            f"{(record['code']['commit'] or '?')[:12]}{', dirty' if record['code']['dirty'] else ''})",
+            f"follow:  python -m cass_hpc.status {roots}",
+            f"tables:  {' '.join(str(r / 'summary') for r in plan.store_roots)} (when the collect "
+            f"job has run)",
+            f"cancel:  scancel {' '.join(record['collect']['after'])} {record['collect']['job_id']}",
+        ]
+        print("\n".join(lines), flush=True)
+
+    def _wait(self, job_overrides: Sequence[Sequence[str]], plan: Plan) -> list[JobReturn]:
+        """Block until the collect job (so every job) ended; cells' results from the store."""
+        collect = self._jobs["collect"]
+        while not collect.done():
+            time.sleep(5)
+        by_overrides = {c.overrides: c for c in plan.cells}
+        returns = []
+        for overrides in job_overrides:
+            cell = by_overrides.get(tuple(overrides))
+            results = cell.dir / "results.json" if cell else None
+            if results is None or store.read_record(results) is not None:
+                returns.append(completed(overrides, "done"))
+            else:
+                err = RuntimeError(f"cell {cell.name} has no result; python -m cass_hpc.status "
+                                   f"{cell.dir.parent.parent} says why")  # fmt: skip
+                returns.append(failed(overrides, err))
+        return returns
+
+
+def _arrays(jobs: list[dict[str, Any]]) -> str:
+    return ",".join(sorted({j["job_id"].split("_")[0] for j in jobs})) or "-"

@@ -1,0 +1,145 @@
+"""Run a grid's stages on this machine (``hydra/launcher=local``, ``make demo``): pretrainings
+first, each cell as soon as its own pretraining is done, ``parallelism`` jobs at a time and
+every slot kept busy (Hydra's ``max_batch_size`` waits for the slowest job of each batch).
+
+Jobs are submitit local processes, as with hydra-submitit-launcher's ``submitit_local``. A
+failed pretraining fails its cells without running them ("blocked by ..."); SIGTERM or Ctrl-C
+stops every running job (they record ``interrupted``) before the launcher exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import submitit
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
+from omegaconf import DictConfig
+
+from cass_hpc.plan import CellStage, Plan, PretrainStage
+from cass_hpc.stage_launcher import StageLauncher, completed, failed, sweep_dir
+
+log = logging.getLogger("cass_hpc")
+POLL_S = 0.5
+
+
+class BlockedError(RuntimeError):
+    """A cell not run because the pretraining it needs failed."""
+
+
+class DagLocalLauncher(StageLauncher, LocalLauncher):
+    def __init__(self, parallelism: int = 1, **params: Any) -> None:
+        super().__init__(**params)
+        if parallelism < 1:
+            raise ValueError(f"hydra.launcher.parallelism must be >= 1, got {parallelism}")
+        self.parallelism = parallelism
+
+    def launch(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> Sequence[JobReturn]:
+        plan, configs = self.plan(job_overrides)
+        sweep_dir(self.config)
+        executor = submitit.AutoExecutor(cluster="local", folder=self.params["submitit_folder"])
+        executor.update_parameters(timeout_min=self.params.get("timeout_min", 120))
+        outcome = run_stages(plan, configs, self._submitter(executor, initial_job_idx, plan),
+                             self.parallelism)  # fmt: skip
+        by_overrides = {c.overrides: c for c in plan.cells}
+        returns = []
+        for overrides in job_overrides:
+            cell = by_overrides.get(tuple(overrides))
+            result = outcome.get(cell.key) if cell else None
+            returns.append(result if result is not None else completed(overrides, "done"))
+        return returns
+
+    def _submitter(self, executor: Any, first: int, plan: Plan) -> Any:
+        nums = {c.key: first + i for i, c in enumerate(plan.cells)}
+        nums.update({k: first + len(plan.cells) + i for i, k in enumerate(plan.pretrainings)})
+
+        def submit(stage: PretrainStage | CellStage, cfg: DictConfig | None) -> submitit.Job:
+            cfg = cfg if cfg is not None else self.compose(stage.overrides)  # stage=pretrain
+            return executor.submit(self, *self.job_args(stage.overrides, cfg, nums[stage.key]))
+
+        return submit
+
+
+def run_stages(
+    plan: Plan, configs: dict[tuple, DictConfig], submit: Any, parallelism: int
+) -> dict[str, JobReturn]:
+    """Run the plan's pending stages, at most ``parallelism`` at once; each cell's JobReturn."""
+    queue: list[PretrainStage | CellStage] = [*plan.pending_pretrainings(),
+                                              *plan.pending_cells()]  # fmt: skip
+    done_pretrain = {k for k, p in plan.pretrainings.items() if p.done}
+    failed_pretrain: dict[str, str] = {}
+    running: dict[str, tuple[PretrainStage | CellStage, submitit.Job]] = {}
+    outcome: dict[str, JobReturn] = {}
+
+    def ready(stage: PretrainStage | CellStage) -> bool:
+        return isinstance(stage, PretrainStage) or stage.pretrain in (None, *done_pretrain)
+
+    with _stop_jobs_on_exit(running):
+        while queue or running:
+            for stage in [s for s in queue if isinstance(s, CellStage) and s.pretrain in failed_pretrain]:
+                queue.remove(stage)
+                error = BlockedError(f"blocked by pretraining {plan.pretrainings[stage.pretrain].name}: "
+                                     f"{failed_pretrain[stage.pretrain]}")  # fmt: skip
+                outcome[stage.key] = failed(stage.overrides, error)
+            while len(running) < parallelism and (nxt := next(filter(ready, queue), None)):
+                queue.remove(nxt)
+                running[nxt.key] = (nxt, submit(nxt, configs.get(nxt.overrides)))
+            if not running and queue and not any(map(ready, queue)):
+                raise RuntimeError(f"stages that can never start: {[s.name for s in queue]}")
+            time.sleep(POLL_S)
+            for key, (stage, job) in list(running.items()):
+                if not job.done():
+                    continue
+                del running[key]
+                result = _result(stage, job)
+                if isinstance(stage, PretrainStage):
+                    if result.status == JobStatus.COMPLETED:
+                        done_pretrain.add(key)
+                    else:
+                        failed_pretrain[key] = _last_line(result._return_value)
+                else:
+                    outcome[key] = result
+    return outcome
+
+
+def _result(stage: PretrainStage | CellStage, job: submitit.Job) -> JobReturn:
+    try:
+        result = job.results()[0]
+    except Exception as err:  # noqa: BLE001 - the job died (killed, timed out): its error
+        return failed(stage.overrides, err)
+    if not isinstance(result, JobReturn):
+        return completed(stage.overrides, result)
+    return result
+
+
+def _last_line(err: Any) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[-1] if text else ''}"
+
+
+@contextlib.contextmanager
+def _stop_jobs_on_exit(running: dict[str, tuple[Any, submitit.Job]]) -> Iterator[None]:
+    """On SIGTERM (or Ctrl-C) stop every running job before leaving: none keeps writing."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    except KeyboardInterrupt:
+        for _, job in running.values():
+            job.cancel(check=False)  # SIGINT: the job records "interrupted" and exits
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(j.done() for _, j in running.values()):
+            time.sleep(POLL_S)
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
