@@ -18,7 +18,7 @@ import functools
 import json
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +60,30 @@ def prepare_image(image: Image.Image, image_size: int | None) -> np.ndarray:
     if image_size is not None and image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
+
+
+def check_apart(out: Path, inputs: Iterable[tuple[str, Path]]) -> None:
+    """Refuse an OUT that overlaps what is read (``(what, path)`` pairs: SRC, a CSV, images):
+    an input inside OUT would be replaced with it (--overwrite), and an OUT inside a source
+    folder would be read as raw data next time. Call before anything is written."""
+    out = out.expanduser().resolve()
+    inside: list[tuple[str, Path]] = []
+    for what, path in inputs:
+        path = path.expanduser().resolve()
+        if path == out or out in path.parents:
+            inside.append((what, path))
+        elif path in out.parents:
+            raise ValueError(
+                f"{out}: OUT lies inside {what} {path}; it would be read as raw "
+                f"data next time — choose an OUT outside {what}"
+            )
+    if inside:
+        (what, path), more = inside[0], len(inside) - 1
+        others = f" (and {more} more input{'s' if more > 1 else ''})" if more else ""
+        raise ValueError(
+            f"{what} {path} lies inside OUT {out}{others}; packing replaces OUT as a whole "
+            f"— choose an OUT that holds none of the data read"
+        )
 
 
 def assign_splits(samples: Sequence[Sample], classes: Sequence[str], seed: int) -> list[str]:
@@ -157,6 +181,10 @@ def pack(
     console = console or Console()
     out = Path(out).expanduser().resolve()
     name = name or out.name
+    read = [("image", s.file) for s in reader_samples if s.file is not None]
+    if not synthetic and Path(source).is_absolute():
+        read.insert(0, ("SRC", Path(source)))
+    check_apart(out, read)
     if store not in STORES:
         raise ValueError(f"--store must be one of {', '.join(STORES)}, got {store!r}")
     if workers < 1:
