@@ -26,6 +26,7 @@ from cass_hpc.data.loader import make_loader, mix_seed
 from cass_hpc.data.shards import Manifest, read_manifest
 from cass_hpc.data.splits import label_fraction_indices
 from cass_hpc.data.transforms import eval_transform, paper_augmentation
+from cass_hpc.device import make_accelerator
 from cass_hpc.finetune import FinetuneConfig, finetune
 from cass_hpc.methods import PRETRAIN_METHODS
 from cass_hpc.models import ArmSpec, build_arm
@@ -58,24 +59,6 @@ class CellSpec:
     )
     threads: int | None = None  # torch CPU threads; None = torch's default
     verify_shards: bool = True  # hash every shard against the manifest before use
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in ("auto", "no", "fp16", "bf16"):
-        raise ValueError(f"precision must be auto, no, fp16 or bf16, got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
-def make_accelerator(spec: CellSpec) -> Accelerator:
-    if spec.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {spec.device!r}")
-    use_cpu = spec.device == "cpu" or (spec.device == "auto" and not torch.cuda.is_available())
-    device = torch.device("cpu" if use_cpu else "cuda")
-    return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec.precision, device))
 
 
 def dataset_identity(manifest: Manifest) -> dict[str, Any]:
@@ -203,7 +186,7 @@ def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> di
             "images stored at %d px are resized to image_size=%d px for this run",
             manifest.image_size, spec.image_size,
         )  # fmt: skip
-    accelerator = make_accelerator(spec)
+    accelerator = make_accelerator(spec.device, spec.precision)
     pretrain_record = None
     warnings: list[str] = []
     arm_spec = spec.arms[spec.arm]
