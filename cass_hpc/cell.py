@@ -24,7 +24,7 @@ from cass_hpc import jobstate, store
 from cass_hpc.data.dataset import ShardDataset
 from cass_hpc.data.loader import make_loader, mix_seed
 from cass_hpc.data.shards import Manifest, read_manifest
-from cass_hpc.data.splits import label_fraction_indices
+from cass_hpc.data.splits import label_fraction_indices, label_fraction_notice
 from cass_hpc.data.transforms import eval_transform, paper_augmentation
 from cass_hpc.device import make_accelerator
 from cass_hpc.finetune import FinetuneConfig, finetune
@@ -197,6 +197,8 @@ def _run(spec: CellSpec, manifest: Manifest, key: str, results_path: Path) -> di
         warnings = [collapsed[spec.arm]] if spec.arm in collapsed else []
         for warning in warnings:
             log.warning("fine-tuning from a collapsed pretraining: %s", warning)
+    if notice := label_fraction_notice(train_all.labels, spec.label_fraction, indices):
+        warnings.append(notice)  # logged by label_fraction_indices
 
     set_seed(spec.seed)
     net = build_arm(arm_spec, num_classes=manifest.num_classes)
