@@ -11,6 +11,7 @@ Hydra lives here only; the work is `cass_hpc.cell.run_cell`, which takes plain d
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -22,6 +23,7 @@ from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 from cass_hpc.cell import CellSpec, run_cell
 from cass_hpc.finetune import FinetuneConfig
 from cass_hpc.models import ArmSpec
+from cass_hpc.overrides import check_command_line
 from cass_hpc.pretrain import PretrainConfig
 
 log = logging.getLogger("cass_hpc")
@@ -88,4 +90,9 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    try:  # before Hydra: a mistyped key gets the nearest real one, not Hydra's "+key" advice
+        check_command_line(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     main()
