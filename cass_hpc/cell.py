@@ -142,8 +142,9 @@ def run_pretraining(
 def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run one cell end to end and return its results (also written to results.json).
 
-    Its job state (running / done / failed, attempt, job id, log) goes to ``state.json`` beside
-    the results, with ``overrides`` (the command-line overrides that made the cell) if given.
+    Its job state (running / done / failed / interrupted, attempt, job id, log) goes to
+    ``state.json`` beside the results, with ``overrides`` (the command-line overrides that made
+    the cell) if given.
     """
     if spec.arm not in spec.arms:
         raise ValueError(f"arm {spec.arm!r} is not in the backbone pair {sorted(spec.arms)}")
@@ -167,6 +168,9 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
     jobstate.record(cell, "running", overrides=overrides, **jobstate.runtime())
     try:
         record = _run(spec, manifest, key, results_path)
+    except KeyboardInterrupt:  # Ctrl-C: not a failure; a rerun resumes from the checkpoints
+        jobstate.record(cell, "interrupted")
+        raise
     except Exception as err:  # recorded, then re-raised; a preemption (SystemExit) is not a failure
         last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
         jobstate.record(cell, "failed", error=f"{type(err).__name__}: {last}")

@@ -90,9 +90,13 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    try:  # before Hydra: a mistyped key gets the nearest real one, not Hydra's "+key" advice
-        check_command_line(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
-    main()
+    try:
+        try:  # before Hydra: a mistyped key gets the nearest real one, not Hydra's "+key" advice
+            check_command_line(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: the cell's state says so; its checkpoints are kept
+        print("interrupted; run the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None

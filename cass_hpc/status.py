@@ -1,5 +1,6 @@
 """``python -m cass_hpc.status RUNDIR``: which cells of a grid are done, running, requeued,
-failed (or cancelled) or missing, with a failure's last error line and the log to read.
+failed (or cancelled), interrupted (Ctrl-C) or missing, with a failure's last error line and
+the log to read.
 
 RUNDIR is a run store (``runs/<experiment_name>``). Cells report their own state
 (``cells/*/state.json``, see `jobstate`); a job that died without reporting (SIGKILL,
@@ -24,7 +25,7 @@ from rich.table import Table
 from cass_hpc import store
 from cass_hpc.jobstate import STATE_FILE
 
-ORDER = ("failed", "cancelled", "requeued", "running", "missing", "done")
+ORDER = ("failed", "cancelled", "interrupted", "requeued", "running", "missing", "done")
 
 
 def _slurm_state(job_id: str) -> str | None:
@@ -71,6 +72,8 @@ def classify(cell_dir: Path) -> dict[str, Any]:
             status = "requeued"
     if status == "failed" and not row["error"]:
         row["error"] = state.get("error", "")
+    if status == "interrupted":  # Ctrl-C on a run started by hand
+        row["error"] = "stopped by Ctrl-C; run the same command to resume"
     return {**row, "status": status}
 
 
@@ -104,8 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cass_hpc.status",
         description="Cells of a grid (a run store, e.g. runs/demo): done, running, requeued, "
-        "failed/cancelled (with the last error line and the log path, listed below the table) or "
-        "missing (submitted, no job has started it). Exit code 1 if any cell failed.",
+        "failed/cancelled (with the last error line and the log path, listed below the table), "
+        "interrupted (Ctrl-C; rerun to resume) or missing (submitted, no job has started it). "
+        "Exit code 1 if any cell failed.",
     )
     parser.add_argument("rundir", type=Path, help="run store: runs/<experiment_name>")
     args = parser.parse_args(argv)
