@@ -284,3 +284,28 @@ def test_overwrite_refuses_a_manifest_that_is_not_ours(tmp_path: Path, capsys) -
     assert err.startswith(f"error: {out}: ") and err.count("\n") == 1, err
     assert "not a packed dataset" in err
     assert (out / "manifest.json").read_text() == '{"app": "someone else\'s"}'
+
+
+def test_images_far_smaller_than_image_size_get_one_warning_per_pack(
+    tmp_path: Path, capsys
+) -> None:
+    src = tmp_path / "src"
+    for cls in ("a", "b"):
+        (src / cls).mkdir(parents=True)
+        for index in range(3):
+            Image.new("RGB", (32, 24), (40 * index, 9, 9)).save(src / cls / f"{index}.png")
+    Image.new("RGB", (1, 1), (1, 2, 3)).save(src / "a" / "0.png")
+    Image.new("RGB", (40, 7), (1, 2, 3)).save(src / "b" / "2.png")  # 7 < 32 / 4 on its short side
+    assert main(["folder", str(src), str(tmp_path / "out"), "--image-size", "32"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    warnings = [line for line in lines if "upscaled" in line]
+    assert warnings == [
+        "warning: 2 images had a shorter side under 1/4 of --image-size 32 and were upscaled "
+        "(first: a/0.png, 1×1 px) — check them, or pack at a smaller --image-size"
+    ]
+    assert main(["folder", str(src), str(tmp_path / "fine"), "--image-size", "24"]) == 0
+    assert "upscaled" in capsys.readouterr().out  # 1×1 still is
+    Image.new("RGB", (8, 8)).save(src / "a" / "0.png")
+    Image.new("RGB", (40, 8)).save(src / "b" / "2.png")
+    assert main(["folder", str(src), str(tmp_path / "ok"), "--image-size", "32"]) == 0
+    assert "upscaled" not in capsys.readouterr().out  # 8 is 1/4 of 32: not far smaller
