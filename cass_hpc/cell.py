@@ -27,8 +27,9 @@ from cass_hpc import jobstate, snapshot, store
 from cass_hpc.data.dataset import ShardDataset
 from cass_hpc.data.loader import make_loader, mix_seed
 from cass_hpc.data.shards import Manifest, ShardReader, read_manifest
-from cass_hpc.data.splits import label_fraction_indices
+from cass_hpc.data.splits import label_fraction_indices, label_fraction_notice
 from cass_hpc.data.transforms import eval_transform, paper_augmentation
+from cass_hpc.device import make_accelerator
 from cass_hpc.finetune import FinetuneConfig, finetune
 from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.models import ArmSpec, build_arm
@@ -61,24 +62,6 @@ class CellSpec:
     )
     threads: int | None = None  # torch CPU threads; None = torch's default
     verify_shards: bool = True  # hash every shard against the manifest before use
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    if precision not in ("auto", "no", "fp16", "bf16"):
-        raise ValueError(f"precision must be auto, no, fp16 or bf16, got {precision!r}")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"
-
-
-def make_accelerator(spec: CellSpec) -> Accelerator:
-    if spec.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {spec.device!r}")
-    use_cpu = spec.device == "cpu" or (spec.device == "auto" and not torch.cuda.is_available())
-    device = torch.device("cpu" if use_cpu else "cuda")
-    return Accelerator(cpu=use_cpu, mixed_precision=resolve_precision(spec.precision, device))
 
 
 def dataset_identity(manifest: Manifest) -> dict[str, Any]:
@@ -198,8 +181,9 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
 def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run one cell end to end and return its results (also written to results.json).
 
-    Its job state (running / done / failed, attempt, job id, log) goes to ``state.json`` beside
-    the results, with ``overrides`` (the command-line overrides that made the cell) if given.
+    Its job state (running / done / failed / interrupted, attempt, job id, log) goes to
+    ``state.json`` beside the results, with ``overrides`` (the command-line overrides that made
+    the cell) if given.
     """
     method_entry(spec.method)  # an unknown method fails before the data is read
     _set_threads(spec)
@@ -228,7 +212,9 @@ def run_pretrain_stage(spec: CellSpec, overrides: list[str] | None = None) -> di
         log.info("pretraining already done: %s", directory)
         return store.read_json(directory / "pretrain.json")
     with jobstate.reporting(directory, overrides):
-        return run_pretraining(spec, manifest, make_accelerator(spec), lock=False)[1]
+        return run_pretraining(
+            spec, manifest, make_accelerator(spec.device, spec.precision), lock=False
+        )[1]
 
 
 def _set_threads(spec: CellSpec) -> None:
@@ -247,7 +233,7 @@ def _run(
             "images stored at %d px are resized to image_size=%d px for this run",
             manifest.image_size, spec.image_size,
         )  # fmt: skip
-    accelerator = make_accelerator(spec)
+    accelerator = make_accelerator(spec.device, spec.precision)
     pretrain_record = None
     warnings: list[str] = []
     arm_spec = spec.arms[spec.arm]
@@ -258,6 +244,9 @@ def _run(
         warnings = [collapsed[spec.arm]] if spec.arm in collapsed else []
         for warning in warnings:
             log.warning("fine-tuning from a collapsed pretraining: %s", warning)
+    labels = ShardReader(manifest, "train").labels
+    if notice := label_fraction_notice(labels, spec.label_fraction, indices):
+        warnings.append(notice)  # logged by label_fraction_indices
 
     set_seed(spec.seed)
     net = build_arm(arm_spec, num_classes=manifest.num_classes)

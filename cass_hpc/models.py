@@ -7,6 +7,8 @@ finds random init about as good as ImageNet init; it is our offline default).
 
 from __future__ import annotations
 
+import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,30 +76,40 @@ def build_arm(spec: ArmSpec, *, num_classes: int, dynamic_size: bool = False) ->
     if net is None:
         net = timm.create_model(spec.name, pretrained=False, num_classes=num_classes, **kwargs)
     if spec.pretrained:
-        load_weights(net, spec.pretrained)
+        load_weights(net, spec.pretrained, spec.name)
     cfg = net.pretrained_cfg
     return Arm(net, tuple(cfg.get("mean", (0.5, 0.5, 0.5))), tuple(cfg.get("std", (0.5, 0.5, 0.5))))
 
 
-def load_weights(net: nn.Module, path: str | Path) -> None:
-    """Load a local state dict into ``net``; a classifier of another width is left at init.
+def load_weights(net: nn.Module, path: str | Path, model: str | None = None) -> None:
+    """Load the local weights file ``path`` into ``net`` (timm model ``model``); a classifier of
+    another width is left at init. Every weights file is read here, tensors only
+    (``weights_only=True``: a file pickling other Python objects is refused, never unpickled).
 
-    Raises ``ValueError`` naming the file if it is missing or its keys do not fit the model.
+    Raises ``ValueError``, one line naming the file and what was expected, if it is missing,
+    unreadable, not a state dict of tensors, or its keys do not fit the model.
     """
+    model = model or str(net.pretrained_cfg.get("architecture", type(net).__name__))
     path = Path(path).expanduser()
     if not path.is_file():
         raise ValueError(
             f"pretrained weights file not found: {path} (weights are never downloaded)"
         )
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    expected = (
+        f"expected a state dict of tensors for timm model {model!r} "
+        f"(torch.save(model.state_dict(), FILE), or .safetensors)"
+    )
+    state = _read_weights(path, expected)
     for wrapper in ("state_dict", "model"):  # common checkpoint wrappers
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: holds {_a(type(state).__name__)}, not a state dict; {expected}")
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            raise ValueError(
+                f"{path}: entry {key!r} is {_a(type(value).__name__)}, not a tensor; {expected}"
+            )
     own = net.state_dict()
     # A head of another width (1000-way ImageNet vs. our classes) is dropped and left at init.
     state = {k: v for k, v in state.items() if not (k in own and own[k].shape != v.shape)}
@@ -106,6 +118,42 @@ def load_weights(net: nn.Module, path: str | Path) -> None:
     missing = [k for k in missing if not k.startswith(head + ".")]
     if missing or unexpected:
         raise ValueError(
-            f"{path}: weights do not fit {type(net).__name__} (missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}); is it the right timm model name?"
+            f"{path}: weights do not fit timm model {model!r} ({_keys('missing', missing)}, "
+            f"{_keys('unexpected', unexpected)}); is it the right timm model name?"
         )
+
+
+def _read_weights(path: Path, expected: str) -> object:
+    """The object a weights file holds; ValueError naming the file with our reason (torch's own
+    message suggests weights_only=False, which would run code from the file)."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as err:  # SafetensorError, OSError: all mean "cannot read it"
+            raise ValueError(f"{path}: not a readable safetensors file; {expected}") from err
+    try:
+        with warnings.catch_warnings():  # a plain pickle: torch warns, then we refuse it anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        reason = (
+            "not a torch.save file of tensors (another format, or it pickles Python objects "
+            "besides tensors, which are never unpickled)"
+        )
+        raise ValueError(f"{path}: {reason}; {expected}") from err
+    except (EOFError, RuntimeError, OSError) as err:  # an empty or cut zip archive
+        raise ValueError(
+            f"{path}: truncated or corrupt (torch cannot open it); {expected}"
+        ) from err
+
+
+def _a(name: str) -> str:
+    return f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
+
+
+def _keys(kind: str, keys: list[str]) -> str:
+    """``missing 3 keys: 'a', 'b', 'c', …`` for an error line."""
+    shown = ", ".join(repr(k) for k in keys[:3]) + (", …" if len(keys) > 3 else "")
+    return f"{kind} {len(keys)} key{'s' if len(keys) != 1 else ''}" + (f": {shown}" if keys else "")

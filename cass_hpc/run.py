@@ -11,6 +11,7 @@ Hydra lives here only; the work is `cass_hpc.cell.run_cell`, which takes plain d
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import hydra
@@ -23,6 +24,7 @@ from cass_hpc.cell import CellSpec, run_cell, run_pretrain_stage
 from cass_hpc.finetune import FinetuneConfig
 from cass_hpc.methods import method_entry
 from cass_hpc.models import ArmSpec
+from cass_hpc.overrides import check_command_line
 from cass_hpc.pretrain import PretrainConfig
 from cass_hpc.slurm_jobs import cancel_dependents, current_job_id
 
@@ -106,4 +108,13 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        try:  # before Hydra: a mistyped key gets the nearest real one, not Hydra's "+key" advice
+            check_command_line(sys.argv[1:], Path(__file__).resolve().parents[1] / "conf")
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from None
+        main()
+    except KeyboardInterrupt:  # Ctrl-C: the cell's state says so; its checkpoints are kept
+        print("interrupted; run the same command to resume", file=sys.stderr)
+        raise SystemExit(130) from None

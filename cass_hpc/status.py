@@ -28,8 +28,6 @@ from cass_hpc.slurm_jobs import JobInfo, job_info
 ORDER = ("failed", "cancelled", "interrupted", "blocked", "requeued", "running", "waiting",
          "pending", "missing", "done")  # fmt: skip
 RECORDS = {"pretrain": "pretrain.json", "cell": "results.json"}
-ENDED_BADLY = ("FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED",
-               "BOOT_FAIL", "DEADLINE")  # fmt: skip
 
 
 def _alive(state: dict[str, Any], slurm: dict[str, JobInfo]) -> bool | None:
@@ -87,6 +85,8 @@ def classify(
             status = "requeued"
     if status in ("failed", "interrupted") and not row["error"]:
         row["error"] = state.get("error", "")
+    if status == "interrupted":  # Ctrl-C on a run started by hand
+        row["error"] = "stopped by Ctrl-C; run the same command to resume"
     return {**row, "status": status}
 
 

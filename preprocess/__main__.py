@@ -14,7 +14,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cass_hpc.data.shards import STORES, Manifest
-from preprocess.pack import pack
+from preprocess.pack import check_apart, pack
 from preprocess.parallel import default_workers
 from preprocess.readers import DEFAULT_MAX_PIXELS, available_readers
 
@@ -109,13 +109,8 @@ def run(args: argparse.Namespace, console: Console | None = None) -> Manifest:
         raise ValueError(f"--seed must be non-negative, got {args.seed}")
     spec = available_readers()[args.reader]
     out = Path(args.out).expanduser().resolve()
-    if spec.src_is_path:
-        source = Path(args.src).expanduser().resolve()
-        if out == source or source in out.parents:
-            raise ValueError(
-                f"{out}: OUT lies inside SRC {source}; it would be read as raw "
-                f"data next time — choose an OUT outside SRC"
-            )
+    if spec.src_is_path:  # before reading: SRC may hold OUT's shards, or lie inside OUT
+        check_apart(out, [("SRC", Path(args.src))])
     result = spec.read(args)
     if result.banner:
         console.print(result.banner, markup=False, highlight=False, soft_wrap=True)  # SYNTHETIC

@@ -18,7 +18,7 @@ import functools
 import json
 import pickle
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,7 @@ from preprocess.parallel import OrderedMap
 from preprocess.readers import ImageDecodeError, Sample
 
 DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+TINY_RATIO = 4  # an image whose shorter side is under 1/4 of --image-size is worth a warning
 SERIAL_BELOW_S = 2.0  # a pack this short on one core is not worth starting worker processes
 _HIGH_DEPTH_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
@@ -60,6 +61,30 @@ def prepare_image(image: Image.Image, image_size: int | None) -> np.ndarray:
     if image_size is not None and image.size != (image_size, image_size):
         image = image.resize((image_size, image_size), Image.Resampling.BILINEAR)
     return np.asarray(image, dtype=np.uint8)
+
+
+def check_apart(out: Path, inputs: Iterable[tuple[str, Path]]) -> None:
+    """Refuse an OUT that overlaps what is read (``(what, path)`` pairs: SRC, a CSV, images):
+    an input inside OUT would be replaced with it (--overwrite), and an OUT inside a source
+    folder would be read as raw data next time. Call before anything is written."""
+    out = out.expanduser().resolve()
+    inside: list[tuple[str, Path]] = []
+    for what, path in inputs:
+        path = path.expanduser().resolve()
+        if path == out or out in path.parents:
+            inside.append((what, path))
+        elif path in out.parents:
+            raise ValueError(
+                f"{out}: OUT lies inside {what} {path}; it would be read as raw "
+                f"data next time — choose an OUT outside {what}"
+            )
+    if inside:
+        (what, path), more = inside[0], len(inside) - 1
+        others = f" (and {more} more input{'s' if more > 1 else ''})" if more else ""
+        raise ValueError(
+            f"{what} {path} lies inside OUT {out}{others}; packing replaces OUT as a whole "
+            f"— choose an OUT that holds none of the data read"
+        )
 
 
 def assign_splits(samples: Sequence[Sample], classes: Sequence[str], seed: int) -> list[str]:
@@ -157,6 +182,10 @@ def pack(
     console = console or Console()
     out = Path(out).expanduser().resolve()
     name = name or out.name
+    read = [("image", s.file) for s in reader_samples if s.file is not None]
+    if not synthetic and Path(source).is_absolute():
+        read.insert(0, ("SRC", Path(source)))
+    check_apart(out, read)
     if store not in STORES:
         raise ValueError(f"--store must be one of {', '.join(STORES)}, got {store!r}")
     if workers < 1:
@@ -182,6 +211,7 @@ def pack(
 
     started = time.perf_counter()
     stored_size = image_size if store == "resized" else None
+    tiny: dict[int, tuple[int, int]] = {}  # reader index → (W, H) read, of images upscaled a lot
     with ShardWriter(
         out,
         name=name,
@@ -220,9 +250,22 @@ def pack(
                         ) from result
                     writer.skip(sample.sample_id, str(result))
                 else:
-                    writer.add(splits[index], result, sample.label, sample.sample_id)
+                    stored, read_size = result
+                    if stored_size is not None and min(read_size) * TINY_RATIO < stored_size:
+                        tiny[index] = read_size
+                    writer.add(splits[index], stored, sample.label, sample.sample_id)
                 progress.advance(task)
         manifest = writer.commit()
+    if tiny:
+        first = min(tiny)  # in the reader's order
+        width, height = tiny[first]
+        _say(
+            console,
+            f"warning: {len(tiny)} image{'s' if len(tiny) > 1 else ''} had a shorter side under "
+            f"1/{TINY_RATIO} of --image-size {image_size} and {'were' if len(tiny) > 1 else 'was'} "
+            f"upscaled (first: {reader_samples[first].sample_id}, {width}×{height} px) — check "
+            f"them, or pack at a smaller --image-size",
+        )
     _summary(manifest, time.perf_counter() - started, results.processes, console)
     return manifest
 
@@ -240,21 +283,26 @@ def _check_picklable(sample: Sample) -> None:
         ) from err
 
 
-def _prepare(sample: Sample, image_size: int | None) -> np.ndarray | bytes | ImageDecodeError:
+def _prepare(
+    sample: Sample, image_size: int | None
+) -> tuple[np.ndarray | bytes, tuple[int, int]] | ImageDecodeError:
     """One sample as the writer stores it (runs in a worker): an (S, S, 3) array, or PNG bytes
-    when ``image_size`` is None; a bad image is returned, not raised, so it is skipped in order."""
+    when ``image_size`` is None, with the (W, H) it was read at; a bad image is returned, not
+    raised, so it is skipped in order."""
     try:
-        array = _decode(sample, image_size)
+        array, read_size = _decode(sample, image_size)
     except ImageDecodeError as err:
         return err
-    return array if image_size is not None else encode_png(array, sample.sample_id)
+    stored = array if image_size is not None else encode_png(array, sample.sample_id)
+    return stored, read_size
 
 
-def _decode(sample: Sample, image_size: int | None) -> np.ndarray:
-    """Load and prepare one sample; decode failures become ImageDecodeError naming the sample."""
+def _decode(sample: Sample, image_size: int | None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Load and prepare one sample, and its (W, H) as read; decode failures become
+    ImageDecodeError naming the sample."""
     image = sample.load()  # readers raise ImageDecodeError naming the file; other errors pass
     try:
-        return prepare_image(image, image_size)
+        return prepare_image(image, image_size), image.size
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         raise ImageDecodeError(f"{sample.sample_id}: cannot decode image ({err})") from err
 

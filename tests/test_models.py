@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import pickle
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,69 @@ def test_weights_of_another_model_are_rejected_with_the_file_named(tmp_path: Pat
     )
     with pytest.raises(ValueError, match="vit.pth: weights do not fit"):
         build_arm(ArmSpec("resnet10t", pretrained=str(weights)), num_classes=2)
+
+
+def _load_error(weights: Path) -> str:
+    """The one-line ValueError a resnet10t gets from ``weights``, checked for torch's advice."""
+    with pytest.raises(ValueError) as info:
+        build_arm(ArmSpec("resnet10t", pretrained=str(weights)), num_classes=2)
+    message = str(info.value)
+    assert message.startswith(f"{weights}: ") and "\n" not in message, message
+    assert "weights_only" not in message and "resnet10t" in message, message
+    return message
+
+
+def test_an_unreadable_weights_file_is_named_without_torchs_weights_only_advice(
+    tmp_path: Path,
+) -> None:
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"garbage, not a checkpoint\x00\x01" * 4)
+    message = _load_error(garbage)
+    assert "not a torch.save file of tensors" in message
+    assert message.endswith(
+        "expected a state dict of tensors for timm model 'resnet10t' "
+        "(torch.save(model.state_dict(), FILE), or .safetensors)"
+    )
+    truncated = tmp_path / "truncated.pth"
+    torch.save({"w": torch.zeros(3)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:60])
+    assert "truncated or corrupt" in _load_error(truncated)
+    safetensors = tmp_path / "garbage.safetensors"
+    safetensors.write_bytes(b"garbage, not a checkpoint")
+    assert "not a readable safetensors file" in _load_error(safetensors)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ([1, 2, 3], "holds a list, not a state dict"),
+        (torch.zeros(3), "holds a Tensor, not a state dict"),
+        ({"fc.weight": 3, "epoch": 1}, "entry 'fc.weight' is an int, not a tensor"),
+    ],
+)
+def test_a_weights_file_that_is_not_a_state_dict_of_tensors_is_named(
+    tmp_path: Path, content: object, expected: str
+) -> None:
+    weights = tmp_path / "other.pth"
+    torch.save(content, weights)
+    message = _load_error(weights)
+    assert expected in message and "expected a state dict of tensors" in message, message
+
+
+def test_a_pickle_of_python_objects_is_not_unpickled(tmp_path: Path) -> None:
+    weights = tmp_path / "counter.pth"
+    weights.write_bytes(pickle.dumps(collections.Counter(conv=1)))
+    assert "Python objects besides tensors" in _load_error(weights)
+
+
+def test_a_state_dict_of_another_model_lists_the_keys_that_do_not_fit(tmp_path: Path) -> None:
+    weights = tmp_path / "vit.pth"
+    vit = build_arm(ArmSpec("vit_tiny_patch16_224", {"depth": 1}), num_classes=2)
+    torch.save(vit.net.state_dict(), weights)
+    message = _load_error(weights)
+    assert "do not fit timm model 'resnet10t'" in message
+    assert "missing " in message and "'conv1.0.weight'" in message, message
+    assert "unexpected " in message and "'cls_token'" in message, message
 
 
 def test_unknown_model_name_is_named() -> None:

@@ -70,3 +70,16 @@ def test_a_job_that_found_its_cell_done_under_other_overrides_is_not_missing(
     with open(folder / "7_0_submitted.pkl", "wb") as handle:
         cloudpickle.dump(DelayedSubmission(print, ["seed=0", "threads=1"]), handle)
     assert [r["status"] for r in status_rows(tmp_path)] == ["done"]
+
+
+def test_a_cell_stopped_by_ctrl_c_is_interrupted_not_failed_or_running(
+    tmp_path: Path, capsys
+) -> None:
+    here = {"host": socket.gethostname(), "pid": dead_pid(), "attempt": 1}
+    cell(tmp_path, "a-interrupted", state="interrupted", **here)
+    (row,) = status_rows(tmp_path)
+    assert row["status"] == "interrupted"
+    assert row["error"] == "stopped by Ctrl-C; run the same command to resume"
+    assert main([str(tmp_path)]) == 0  # nothing failed: a rerun resumes it
+    out = capsys.readouterr().out
+    assert "interrupted a-interrupted: stopped by Ctrl-C" in out and "1 interrupted" in out

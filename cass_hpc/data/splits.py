@@ -17,12 +17,14 @@ Usage::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import numpy as np
 
 from cass_hpc.data.multilabel import multilabel_fraction_indices, multilabel_split
 
+log = logging.getLogger(__name__)
 _SPLIT_SALT = 0  # separate random streams for splitting and for label-fraction sampling
 _FRACTION_SALT = 1
 
@@ -109,8 +111,44 @@ def label_fraction_indices(
     Per class, keeps ``max(1, round(fraction * n_c))`` examples (rounded half up) chosen by a
     seeded generator, so every class stays represented even at 1 %. ``fraction == 1`` returns all
     indices. Subsets of one seed are nested across fractions. Returns sorted int64 indices into
-    ``labels``.
+    ``labels``. When that keeps more images than ``fraction`` asks for, a warning says so
+    (`label_fraction_notice`).
     """
+    chosen = _fraction_indices(labels, fraction, seed, num_classes)
+    notice = label_fraction_notice(labels, fraction, chosen)
+    if notice:
+        log.warning(notice)
+    return chosen
+
+
+def label_fraction_notice(labels: np.ndarray, fraction: float, chosen: np.ndarray) -> str | None:
+    """A warning when the subset ``chosen`` (from `label_fraction_indices`) holds more images
+    than ``fraction`` of ``labels`` asks for because every class (label) keeps one; else None."""
+    labels, fraction = np.asarray(labels), float(fraction)
+    if labels.ndim == 2:  # multi-hot: the subset grows until every label is present
+        asked = int(np.floor(fraction * len(labels) + 0.5))
+        if len(chosen) <= asked:
+            return None
+        return (
+            f"label_fraction={fraction:g} asks for {asked} of {len(labels)} training images; "
+            f"{len(chosen)} are used so that every label is present once"
+        )
+    counts = np.bincount(labels, minlength=int(labels.max(initial=-1)) + 1)
+    asked = np.floor(fraction * counts + 0.5).astype(np.int64)
+    raised = np.flatnonzero((asked == 0) & (counts > 0))
+    if not len(raised):
+        return None
+    used = np.bincount(labels[chosen], minlength=len(counts))
+    return (
+        f"label_fraction={fraction:g} rounds to 0 images for {len(raised)} of {len(counts)} "
+        f"classes, raised to 1 each: images per class used {', '.join(map(str, used.tolist()))} "
+        f"({len(chosen)} of {len(labels)} training images)"
+    )
+
+
+def _fraction_indices(
+    labels: np.ndarray, fraction: float, seed: int, num_classes: int
+) -> np.ndarray:
     if np.ndim(labels) == 2:  # multi-hot: keep every label present
         return multilabel_fraction_indices(labels, float(fraction), _check_seed(seed))
     labels = _as_labels(labels)

@@ -13,8 +13,10 @@ and packing can decode in worker processes.
 from __future__ import annotations
 
 import argparse
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from PIL import Image
 
@@ -40,6 +42,14 @@ class Sample:
     label: int | tuple[int, ...]
     load: Callable[[], Image.Image]
     split: str | None = None
+
+    @property
+    def file(self) -> Path | None:
+        """The file ``load`` reads (every file reader binds it to ``open_image``), else None."""
+        load = self.load
+        if isinstance(load, functools.partial) and load.func is open_image and load.args:
+            return Path(load.args[0])
+        return None
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
-from cass_hpc.data.splits import label_fraction_indices, stratified_split
+from cass_hpc.data.splits import label_fraction_indices, label_fraction_notice, stratified_split
 
 FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 
@@ -83,3 +85,32 @@ def test_label_fraction_errors_on_absent_class() -> None:
 def test_label_fraction_outside_unit_interval_is_rejected(fraction: float) -> None:
     with pytest.raises(ValueError, match="label_fraction must be in"):
         label_fraction_indices(_labels([5, 5]), fraction, 0, 2)
+
+
+def test_a_fraction_raised_to_one_image_per_class_is_logged_and_told(caplog) -> None:
+    labels = _labels([500, 30, 2])
+    with caplog.at_level(logging.WARNING, logger="cass_hpc.data.splits"):
+        chosen = label_fraction_indices(labels, 0.01, seed=0, num_classes=3)
+    notice = label_fraction_notice(labels, 0.01, chosen)
+    assert notice == (
+        "label_fraction=0.01 rounds to 0 images for 2 of 3 classes, raised to 1 each: images "
+        "per class used 5, 1, 1 (7 of 532 training images)"
+    )
+    assert [r.getMessage() for r in caplog.records] == [notice]
+
+
+def test_a_fraction_every_class_reaches_has_no_notice(caplog) -> None:
+    labels = _labels([200, 100, 50])
+    with caplog.at_level(logging.WARNING, logger="cass_hpc.data.splits"):
+        chosen = label_fraction_indices(labels, 0.1, seed=0, num_classes=3)
+    assert label_fraction_notice(labels, 0.1, chosen) is None and not caplog.records
+    assert label_fraction_notice(labels, 1.0, np.arange(labels.size)) is None
+
+
+def test_a_multilabel_subset_grown_to_hold_every_label_is_told() -> None:
+    y = np.eye(4, dtype=np.int64)[np.arange(40) % 4]
+    chosen = label_fraction_indices(y, 0.001, seed=0, num_classes=4)
+    assert label_fraction_notice(y, 0.001, chosen) == (
+        "label_fraction=0.001 asks for 0 of 40 training images; 4 are used so that every "
+        "label is present once"
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from cass_hpc.data.shards import read_manifest
 from preprocess.__main__ import main
@@ -203,3 +204,108 @@ def test_help_describes_readers_and_layouts(argv: list[str], expected: list[str]
     out = capsys.readouterr().out
     for text in expected:
         assert text in out
+
+
+def _packed_with_raw_inside(tmp_path: Path) -> tuple[Path, Path]:
+    """A packed dataset at OUT with a raw class tree under OUT/raw (the data a user keeps)."""
+    out = tmp_path / "ds2"
+    argv = ["synthetic", "shapes", str(out), "--per-class", "3", "--image-size", "8"]
+    assert main(argv) == 0
+    raw = out / "raw"
+    for cls in ("a", "b"):
+        for index in range(3):
+            (raw / cls).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (8, 8), (40 * index, 9, 9)).save(raw / cls / f"{index}.png")
+    return raw, out
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def test_source_inside_output_is_refused_and_nothing_removed(tmp_path: Path, capsys) -> None:
+    raw, out = _packed_with_raw_inside(tmp_path)
+    before = _tree(out)
+    capsys.readouterr()
+    argv = ["folder", str(raw), str(out), "--image-size", "8", "--overwrite"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert f"SRC {raw} lies inside OUT {out}" in err
+    assert _tree(out) == before and _leftovers(out) == []
+
+
+def test_csv_and_its_images_inside_output_are_refused(tmp_path: Path, capsys) -> None:
+    raw, out = _packed_with_raw_inside(tmp_path)
+    lines = ["file,label", *(f"{c}/{i}.png,{c}" for c in ("a", "b") for i in range(3))]
+    (raw / "labels.csv").write_text("\n".join(lines) + "\n")
+    before = _tree(out)
+    capsys.readouterr()
+    assert main(["csv", str(raw / "labels.csv"), str(out), "--image-size", "8", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"lies inside OUT {out}" in err, err
+    assert _tree(out) == before
+
+
+def test_csv_naming_images_inside_output_is_refused(tmp_path: Path, capsys) -> None:
+    raw, out = _packed_with_raw_inside(tmp_path)
+    lines = ["file,label", *(f"{raw}/{c}/{i}.png,{c}" for c in ("a", "b") for i in range(3))]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("\n".join(lines) + "\n")
+    before = _tree(out)
+    capsys.readouterr()
+    assert main(["csv", str(csv), str(out), "--image-size", "8", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"a/0.png lies inside OUT {out}" in err, err
+    assert _tree(out) == before
+
+
+def test_overwrite_refuses_a_directory_holding_more_than_a_pack(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ds"
+    argv = ["synthetic", "shapes", str(out), "--per-class", "3", "--image-size", "8"]
+    assert main(argv) == 0
+    (out / "notes.txt").write_text("keep me")
+    before = _tree(out)
+    capsys.readouterr()
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: ") and err.count("\n") == 1, err
+    assert "notes.txt" in err and "--overwrite" in err
+    assert _tree(out) == before and read_manifest(out).seed == 0
+
+
+def test_overwrite_refuses_a_manifest_that_is_not_ours(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / "manifest.json").write_text('{"app": "someone else\'s"}')
+    argv = ["synthetic", "shapes", str(out), "--per-class", "3", "--image-size", "8"]
+    assert main([*argv, "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out}: ") and err.count("\n") == 1, err
+    assert "not a packed dataset" in err
+    assert (out / "manifest.json").read_text() == '{"app": "someone else\'s"}'
+
+
+def test_images_far_smaller_than_image_size_get_one_warning_per_pack(
+    tmp_path: Path, capsys
+) -> None:
+    src = tmp_path / "src"
+    for cls in ("a", "b"):
+        (src / cls).mkdir(parents=True)
+        for index in range(3):
+            Image.new("RGB", (32, 24), (40 * index, 9, 9)).save(src / cls / f"{index}.png")
+    Image.new("RGB", (1, 1), (1, 2, 3)).save(src / "a" / "0.png")
+    Image.new("RGB", (40, 7), (1, 2, 3)).save(src / "b" / "2.png")  # 7 < 32 / 4 on its short side
+    assert main(["folder", str(src), str(tmp_path / "out"), "--image-size", "32"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    warnings = [line for line in lines if "upscaled" in line]
+    assert warnings == [
+        "warning: 2 images had a shorter side under 1/4 of --image-size 32 and were upscaled "
+        "(first: a/0.png, 1×1 px) — check them, or pack at a smaller --image-size"
+    ]
+    assert main(["folder", str(src), str(tmp_path / "fine"), "--image-size", "24"]) == 0
+    assert "upscaled" in capsys.readouterr().out  # 1×1 still is
+    Image.new("RGB", (8, 8)).save(src / "a" / "0.png")
+    Image.new("RGB", (40, 8)).save(src / "b" / "2.png")
+    assert main(["folder", str(src), str(tmp_path / "ok"), "--image-size", "32"]) == 0
+    assert "upscaled" not in capsys.readouterr().out  # 8 is 1/4 of 32: not far smaller

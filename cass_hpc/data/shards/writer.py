@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -19,7 +20,7 @@ import h5py
 import numpy as np
 
 from cass_hpc import store
-from cass_hpc.data.shards.checksums import sha256_file
+from cass_hpc.data.shards.checksums import VERIFIED_NAME, sha256_file
 from cass_hpc.data.shards.codec import encode_png, png_shape
 from cass_hpc.data.shards.format import (
     FORMAT,
@@ -32,6 +33,9 @@ from cass_hpc.data.shards.format import (
     manifest_from_json,
 )
 
+_FORMAT_FAMILY = FORMAT.rsplit("/", 1)[0] + "/"  # "cass-hpc-shards/": any version is ours
+_PACK_NAMES = frozenset({MANIFEST_NAME, VERIFIED_NAME})  # besides the shards
+_SHARD_NAME = re.compile(rf"({'|'.join(SPLITS)})-\d{{5,}}\.h5")
 _PNG_CHUNK = 64  # PNG-bytes datasets hold 16-byte heap references: 64 per chunk is 1 KiB
 
 
@@ -56,17 +60,42 @@ def _fsync(path: Path) -> None:
 
 
 def _check_target(root: Path, overwrite: bool) -> None:
-    """Refuse to replace anything but an earlier packed dataset or an empty directory."""
+    """Refuse to replace anything but an empty directory or one holding just a packed dataset
+    of ours (our manifest and the files a pack writes): --overwrite never deletes other data."""
     if not root.exists():
         return
     if not root.is_dir():
         raise ShardError(f"{root}: exists and is not a directory; choose another output path")
-    is_dataset = (root / MANIFEST_NAME).is_file()
-    if not is_dataset and any(root.iterdir()):
+    names = sorted(p.name for p in root.iterdir())
+    if not names:
+        return
+    if MANIFEST_NAME not in names:
         raise ShardError(f"{root}: exists and is not a packed dataset (no {MANIFEST_NAME}); "
                          f"choose another output path or delete it yourself")  # fmt: skip
-    if is_dataset and not overwrite:
+    if not _our_manifest(root / MANIFEST_NAME):
+        raise ShardError(
+            f"{root}: its {MANIFEST_NAME} is not a cass-hpc manifest, so this is not a packed "
+            f"dataset; choose another output path"
+        )
+    foreign = [n for n in names if n not in _PACK_NAMES and not _SHARD_NAME.fullmatch(n)]
+    if foreign:
+        more = f" (and {len(foreign) - 1} more)" if len(foreign) > 1 else ""
+        raise ShardError(
+            f"{root}: holds {foreign[0]!r}{more} besides a packed dataset; --overwrite replaces "
+            f"only a folder holding just a pack — move {'them' if more else 'it'} out or choose "
+            f"another output path"
+        )
+    if not overwrite:
         raise ShardError(f"{root}: already holds a packed dataset; pass --overwrite to replace it")
+
+
+def _our_manifest(path: Path) -> bool:
+    """Whether ``path`` is a manifest a ShardWriter wrote (this format or an older one)."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(raw, dict) and str(raw.get("format", "")).startswith(_FORMAT_FAMILY)
 
 
 def remove_stale_staging(root: str | Path) -> list[Path]:

@@ -1,0 +1,79 @@
+"""One grid cell end to end: what its results.json records beside the metrics, and its state
+when Ctrl-C stops it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from conftest import REPO, run_module
+
+from cass_hpc.cell import CellSpec, run_cell
+from cass_hpc.finetune import FinetuneConfig
+from cass_hpc.models import ArmSpec
+
+
+def _supervised_cell(tmp_path: Path, data: Path, label_fraction: float) -> CellSpec:
+    return CellSpec(
+        experiment="cell", store_root=tmp_path / "runs", dataset_path=data, image_size=32,
+        method="supervised", pretrain=None, method_params={},
+        arms={"cnn": ArmSpec("resnet10t"),
+              "vit": ArmSpec("vit_tiny_patch16_224", {"img_size": 32, "depth": 1})},
+        out_dim=16, arm="cnn", label_fraction=label_fraction, seed=0,
+        finetune=FinetuneConfig(max_epochs=1, batch_size=8), threads=2,
+    )  # fmt: skip
+
+
+def test_a_label_fraction_raised_to_one_image_per_class_is_in_results_warnings(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    record = run_cell(_supervised_cell(tmp_path, tiny_dataset, 0.01))
+    notices = [w for w in record["warnings"] if w.startswith("label_fraction=0.01 ")]
+    assert len(notices) == 1 and "images per class used 1, 1, 1, 1" in notices[0], record
+    assert record["finetune"]["n_train"] == 4
+
+
+TINY_CASS = ["image_size=32", "method=cass", "arm=cnn", "seed=0", "threads=1",
+             "pretrain.epochs=3", "pretrain.batch_size=8", "finetune.max_epochs=1",
+             "finetune.batch_size=8", "+model.vit.kwargs.depth=1", "model.out_dim=16"]  # fmt: skip
+
+
+def _pretrained_epochs(runs: Path) -> int:
+    checkpoints = list(runs.rglob("pretrain/*/checkpoint.pt"))
+    return torch.load(checkpoints[0], weights_only=True)["epoch"] if checkpoints else 0
+
+
+def test_ctrl_c_records_the_cell_interrupted_in_one_line_and_a_rerun_resumes(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    args = ["cass_hpc.run", f"runs_dir={runs}", f"dataset.path={tiny_dataset}", *TINY_CASS]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    victim = subprocess.Popen(
+        [sys.executable, "-m", *args], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while victim.poll() is None and time.monotonic() < deadline and not _pretrained_epochs(runs):
+        time.sleep(0.05)
+    assert victim.poll() is None, "the run ended before Ctrl-C: " + victim.stderr.read()[-2000:]
+    victim.send_signal(signal.SIGINT)
+    _, stderr = victim.communicate(timeout=120)
+    assert victim.returncode == 130, stderr[-3000:]
+    assert stderr.endswith("interrupted; run the same command to resume\n"), stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    (state,) = runs.rglob("cells/*/state.json")
+    assert json.loads(state.read_text())["state"] == "interrupted"
+    status = run_module("cass_hpc.status", str(runs / "default"), timeout=120)
+    assert "interrupted" in status.stdout and "1 interrupted" in status.stdout, status.stdout
+
+    rerun = run_module(*args)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming pretraining" in rerun.stdout + rerun.stderr
+    assert json.loads(state.read_text())["state"] == "done"
