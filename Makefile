@@ -30,8 +30,8 @@ demo: install  ## pack the synthetic demo set, run the CASS vs supervised grid o
 
 # The paper's grid (DINO vs CASS vs supervised × both arms × 5 seeds) on SLURM, one job per cell on
 # an RTX8000-class node, every dataset at the label fractions the paper reports for it (no 1 % for
-# autoimmune and Dermofit). Each dataset's array is submitted at once; `make benchmark` again skips
-# finished cells and resumes the others. Pack the data first (conf/dataset/<name>.yaml says how).
+# autoimmune and Dermofit). Each dataset's grid is submitted as a DAG and the target returns;
+# `make benchmark` again submits only what is not done. Pack the data first (conf/dataset/<name>.yaml says how).
 BENCH_DATASETS ?= autoimmune:0.1,1.0 dermofit:0.1,1.0 brain_mri:0.01,0.1,1.0 isic2019:0.01,0.1,1.0
 BENCH_LAUNCHER ?= rtx8000
 benchmark: install  ## the paper grid on SLURM (set CASS_SLURM_PARTITION, CASS_SLURM_ACCOUNT; data in data/<name>)
@@ -39,17 +39,16 @@ benchmark: install  ## the paper grid on SLURM (set CASS_SLURM_PARTITION, CASS_S
 	for d in $(BENCH_DATASETS); do \
 	  $(PY) -m cass_hpc.run --multirun experiment=paper model=paper_pair dataset=$${d%%:*} \
 	    label_fraction=$${d#*:} hydra/launcher=$(BENCH_LAUNCHER) runs_dir=$(RUNS) \
-	    hydra.sweep.dir=$(RUNS)/paper/hydra/$$stamp-$${d%%:*} & \
-	done; wait; \
-	$(PY) -m cass_hpc.status $(RUNS)/paper; \
-	$(PY) -m cass_hpc.collect $(RUNS)/paper
+	    hydra.sweep.dir=$(RUNS)/paper/hydra/$$stamp-$${d%%:*} || exit 1; \
+	done; \
+	echo "queued; follow: $(PY) -m cass_hpc.status $(RUNS)/paper (tables: $(RUNS)/paper/summary)"
 
 benchmark-local: install  ## the same grid shrunk (synthetic data, 2 seeds, tiny budget) on a local SLURM
 	slurm/cluster.sh up $(SLURM_STATE)
 	$(PY) -m preprocess synthetic shapes $(DEMO_DATA) --image-size 64 --per-class 150 --overwrite
 	SLURM_CONF=$(SLURM_STATE)/etc/slurm.conf $(PY) -m cass_hpc.run --multirun experiment=paper \
-	  hydra/launcher=testcluster runs_dir=$(RUNS)/local dataset.path=$(DEMO_DATA) seed=0,1 \
-	  pretrain.epochs=1 finetune.max_epochs=2 \
+	  hydra/launcher=testcluster hydra.launcher.wait=true runs_dir=$(RUNS)/local \
+	  dataset.path=$(DEMO_DATA) seed=0,1 pretrain.epochs=1 finetune.max_epochs=2 \
 	  || { SLURM_CONF=$(SLURM_STATE)/etc/slurm.conf $(PY) -m cass_hpc.status $(RUNS)/local/paper; exit 1; }
 	$(PY) -m cass_hpc.collect $(RUNS)/local/paper
 
@@ -57,7 +56,7 @@ test: install  ## lint, then run the default test suite (< 10 min on 2 cores)
 	$(PY) -m ruff check cass_hpc preprocess hydra_plugins tests
 	$(PY) -m pytest
 
-test-slow: install  ## the slow tests (backbone-pair grid smoke run, SLURM time-limit requeue; ~7 min)
+test-slow: install  ## the slow tests (backbone-pair grid, 24-cell SLURM DAG, requeues past max_num_timeout; ~15 min)
 	$(PY) -m pytest -m slow || [ $$? -eq 5 ]
 
 # The image every job can run in (containers/README.md): apptainer builds $(CONTAINER_SIF) from

@@ -31,6 +31,7 @@ from cass_hpc.data.splits import label_fraction_indices, label_fraction_notice
 from cass_hpc.data.transforms import eval_transform, paper_augmentation
 from cass_hpc.device import make_accelerator
 from cass_hpc.finetune import FinetuneConfig, finetune
+from cass_hpc.jobstate import is_done
 from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.models import ArmSpec, build_arm
 from cass_hpc.pretrain import PretrainConfig, pretrain
@@ -119,12 +120,6 @@ def pretrain_dir(spec: CellSpec, key: str) -> Path:
     return spec.store_root / "pretrain" / f"{spec.method}-{'-'.join(sorted(arms))}-{key}"
 
 
-def is_done(record: Path) -> bool:
-    """The one notion of done (run, status, plan): ``record`` (results.json, pretrain.json)
-    exists and is a readable JSON object; a truncated one is not done."""
-    return store.read_record(record) is not None
-
-
 def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
     """Everything about a cell that can be wrong before it runs; returns its labelled subset
     (indices into the training split). Raises ValueError naming the value and what to do."""
@@ -190,7 +185,9 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
     manifest = read_manifest(spec.dataset_path, verify=spec.verify_shards)
     key = cell_key(spec, manifest)
     results_path = cell_dir(spec, key) / "results.json"
-    if is_done(results_path):
+    if why := jobstate.unusable(results_path):
+        log.warning("%s: computing the cell again", why)
+    elif is_done(results_path):
         log.info("cell %s already done: %s", key, results_path)
         jobstate.add_alias(results_path.parent, overrides)
         return store.read_json(results_path)

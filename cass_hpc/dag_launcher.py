@@ -29,7 +29,9 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import OmegaConf
 
 from cass_hpc import snapshot, store
+from cass_hpc.jobstate import is_done
 from cass_hpc.plan import Plan
+from cass_hpc.slurm_jobs import job_info
 from cass_hpc.stage_launcher import GridError, StageLauncher, completed, failed, sweep_dir
 
 log = logging.getLogger("cass_hpc")
@@ -57,13 +59,19 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
     ) -> Sequence[JobReturn]:
         plan, configs = self.plan(job_overrides)
         self._check_time_limit()
-        if not plan.pending_cells():
-            print(f"nothing to submit: all {len(plan.cells)} cell(s) of this grid are done",
-                  flush=True)  # fmt: skip
+        live_pretrain, live_cells = in_flight(plan.store_roots)
+        todo = [c for c in plan.pending_cells() if c.key not in live_cells]
+        if not todo:
+            queued = len(plan.pending_cells())
+            print(f"nothing to submit: of {len(plan.cells)} cell(s) of this grid "
+                  f"{len(plan.cells) - queued} are done and {queued} queued or running by an "
+                  "earlier submission", flush=True)  # fmt: skip
             return [completed(o, "done") for o in job_overrides]
         folder = sweep_dir(self.config)
         code = snapshot.take(folder / "code")
-        submitted = self._submit(plan, configs, initial_job_idx, Path(code["snapshot"]))
+        submitted = self._submit(
+            plan, configs, initial_job_idx, Path(code["snapshot"]), live_pretrain, live_cells
+        )
         record = {
             "submitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "sweep_dir": str(folder), "code": code, **submitted,
@@ -90,33 +98,39 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
         return executor
 
     def _submit(
-        self, plan: Plan, configs: dict, first_idx: int, code: Path
-    ) -> dict[str, Any]:
+        self, plan: Plan, configs: dict, first_idx: int, code: Path,
+        live_pretrain: dict[str, str], live_cells: set[str],
+    ) -> dict[str, Any]:  # fmt: skip
         setup = [*snapshot.job_environment(code), *(self.params.get("setup") or [])]
         num = first_idx + len(plan.cells)
         pretrainings = []
-        pending = plan.pending_pretrainings()
+        pending = [p for p in plan.pending_pretrainings() if p.key not in live_pretrain]
         if pending:
             args = [self.job_args(p.overrides, self.compose(p.overrides), num + i)
                     for i, p in enumerate(pending)]  # fmt: skip
             jobs = self._executor(slurm_setup=setup, name="cass-pretrain").map_array(
-                self, *zip(*args)
+                self, *zip(*args, strict=True)
             )
             pretrainings = [
-                {"key": p.key, "dir": str(p.dir), "job_id": j.job_id, "overrides": list(p.overrides)}
+                {
+                    "key": p.key,
+                    "dir": str(p.dir),
+                    "job_id": j.job_id,
+                    "overrides": list(p.overrides),
+                }
                 for p, j in zip(pending, jobs, strict=True)
             ]
-        job_of = {p["key"]: p["job_id"] for p in pretrainings}
+        job_of = {**live_pretrain, **{p["key"]: p["job_id"] for p in pretrainings}}
         groups: dict[str | None, list] = {}
         for idx, cell in enumerate(plan.cells, start=first_idx):
-            if not cell.done:
+            if not cell.done and cell.key not in live_cells:
                 groups.setdefault(job_of.get(cell.pretrain or ""), []).append((idx, cell))
         cells = []
         for dependency, members in groups.items():
             extra = {"slurm_dependency": f"afterok:{dependency}"} if dependency else {}
             args = [self.job_args(c.overrides, configs[c.overrides], idx) for idx, c in members]
             executor = self._executor(slurm_setup=setup, name="cass-cell", **extra)
-            jobs = executor.map_array(self, *zip(*args))
+            jobs = executor.map_array(self, *zip(*args, strict=True))
             cells += [
                 {"key": c.key, "dir": str(c.dir), "job_id": j.job_id, "pretrain": c.pretrain,
                  "depends_on": dependency, "overrides": list(c.overrides)}
@@ -130,7 +144,8 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
         self._jobs = {"collect": collect}
         return {"pretrainings": pretrainings, "cells": cells,
                 "collect": {"job_id": collect.job_id, "after": everything},
-                "done": [c.name for c in plan.cells if c.done]}  # fmt: skip
+                "done": [c.name for c in plan.cells if c.done],
+                "in_flight": sorted(live_cells) + sorted(live_pretrain)}  # fmt: skip
 
     def _check_time_limit(self) -> None:
         limit_s = 60 * float(self.params.get("timeout_min") or 0)
@@ -144,18 +159,20 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
 
     def _print(self, record: dict[str, Any], plan: Plan) -> None:
         pre, cells = record["pretrainings"], record["cells"]
+        code, collect = record["code"], record["collect"]
         waiting = sum(1 for c in cells if c["depends_on"])
         roots = " ".join(str(r) for r in plan.store_roots)
         lines = [
             f"submitted {len(pre)} pretraining job(s) (array {_arrays(pre)}), {len(cells)} cell "
             f"job(s) ({waiting} waiting on their pretraining), collect job "
-            f"{record['collect']['job_id']}; {len(record['done'])} cell(s) already done",
-            f"code snapshot: {record['code']['snapshot']} (commit "
-            f"{(record['code']['commit'] or '?')[:12]}{', dirty' if record['code']['dirty'] else ''})",
+            f"{collect['job_id']}; {len(record['done'])} cell(s) already done, "
+            f"{len(record['in_flight'])} job(s) of an earlier submission still queued or running",
+            f"code snapshot: {code['snapshot']} (commit {(code['commit'] or '?')[:12]}"
+            f"{', dirty' if code['dirty'] else ''})",
             f"follow:  python -m cass_hpc.status {roots}",
             f"tables:  {' '.join(str(r / 'summary') for r in plan.store_roots)} (when the collect "
             f"job has run)",
-            f"cancel:  scancel {' '.join(record['collect']['after'])} {record['collect']['job_id']}",
+            f"cancel:  scancel {' '.join(collect['after'])} {collect['job_id']}",
         ]
         print("\n".join(lines), flush=True)
 
@@ -169,13 +186,26 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
         for overrides in job_overrides:
             cell = by_overrides.get(tuple(overrides))
             results = cell.dir / "results.json" if cell else None
-            if results is None or store.read_record(results) is not None:
+            if results is None or is_done(results):
                 returns.append(completed(overrides, "done"))
             else:
                 err = RuntimeError(f"cell {cell.name} has no result; python -m cass_hpc.status "
                                    f"{cell.dir.parent.parent} says why")  # fmt: skip
                 returns.append(failed(overrides, err))
         return returns
+
+
+def in_flight(store_roots: list[Path]) -> tuple[dict[str, str], set[str]]:
+    """What earlier submissions to these run stores still have queued or running: pretraining
+    key -> its job id (new cells depend on it), and cell keys (not submitted twice)."""
+    records = [store.read_record(p) or {} for root in store_roots
+               for p in sorted((root / SUBMISSIONS).glob("*.json"))]  # fmt: skip
+    pre = [p for r in records for p in r.get("pretrainings", [])]
+    cells = [c for r in records for c in r.get("cells", [])]
+    info = job_info([j["job_id"] for j in pre + cells])
+    live = {j for j, i in info.items() if i.live}
+    return ({p["key"]: p["job_id"] for p in pre if p["job_id"] in live},
+            {c["key"] for c in cells if c["job_id"] in live})  # fmt: skip
 
 
 def _arrays(jobs: list[dict[str, Any]]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import socket
 from collections.abc import Iterator
@@ -80,3 +81,27 @@ def error_line(err: BaseException) -> str:
     """``Type: last line of the message`` — what status shows for a failure."""
     last = (str(err).strip().splitlines() or [type(err).__name__])[-1]
     return f"{type(err).__name__}: {last}"
+
+
+def unusable(record: Path) -> str | None:
+    """Why the stage record ``record`` (results.json, pretrain.json) that exists cannot be used,
+    or None when it can (or does not exist). The one notion of done for run, plan, status and
+    collect: a results.json must pass the collector's schema check."""
+    if not record.exists():
+        return None
+    try:
+        raw = json.loads(record.read_text(encoding="utf-8"))
+        if record.name == "results.json":
+            from cass_hpc.report.records import parse_record  # the collector's own check
+
+            parse_record(raw)
+        elif not isinstance(raw, dict):
+            raise ValueError(f"top level is a JSON {type(raw).__name__}, expected an object")
+    except (OSError, ValueError) as err:  # JSONDecodeError and RecordError are ValueErrors
+        return f"{record} is unusable ({err}); delete it to recompute"
+    return None
+
+
+def is_done(record: Path) -> bool:
+    """``record`` exists and is usable (see :func:`unusable`)."""
+    return record.exists() and unusable(record) is None

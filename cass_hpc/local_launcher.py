@@ -21,6 +21,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 from omegaconf import DictConfig
 
+from cass_hpc import jobstate
 from cass_hpc.plan import CellStage, Plan, PretrainStage
 from cass_hpc.stage_launcher import StageLauncher, completed, failed, sweep_dir
 
@@ -83,11 +84,16 @@ def run_stages(
 
     with _stop_jobs_on_exit(running):
         while queue or running:
-            for stage in [s for s in queue if isinstance(s, CellStage) and s.pretrain in failed_pretrain]:
+            for stage in [
+                s for s in queue if isinstance(s, CellStage) and s.pretrain in failed_pretrain
+            ]:
                 queue.remove(stage)
-                error = BlockedError(f"blocked by pretraining {plan.pretrainings[stage.pretrain].name}: "
-                                     f"{failed_pretrain[stage.pretrain]}")  # fmt: skip
+                name = plan.pretrainings[stage.pretrain].name
+                why = failed_pretrain[stage.pretrain]
+                error = BlockedError(f"blocked by pretraining {name}: {why}")
                 outcome[stage.key] = failed(stage.overrides, error)
+                jobstate.record(stage.dir, "blocked", error=str(error),
+                                overrides=list(stage.overrides))  # fmt: skip
             while len(running) < parallelism and (nxt := next(filter(ready, queue), None)):
                 queue.remove(nxt)
                 running[nxt.key] = (nxt, submit(nxt, configs.get(nxt.overrides)))

@@ -24,11 +24,11 @@ from cass_hpc.cell import (
     cell_dir,
     cell_key,
     check_cell,
-    is_done,
     pretrain_dir,
     pretrain_key,
 )
 from cass_hpc.data.shards import Manifest, read_manifest
+from cass_hpc.jobstate import is_done
 
 
 @dataclass(frozen=True)

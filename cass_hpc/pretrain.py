@@ -24,8 +24,7 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
 from cass_hpc import preempt, store
-from cass_hpc.collapse import spread
-from cass_hpc.collapse import CollapseMonitor
+from cass_hpc.collapse import CollapseMonitor, spread
 from cass_hpc.data.loader import set_position
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput, Views
 from cass_hpc.optim import build_optimizer, cosine_factor

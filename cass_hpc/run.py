@@ -52,13 +52,14 @@ def spec_from_config(cfg: DictConfig) -> CellSpec:
 
 
 def _cell_spec(c: dict, model: dict, pretrain: dict, finetune: dict) -> CellSpec:
+    method = c["method"]["name"]
     return CellSpec(
         experiment=c["experiment_name"],
         store_root=Path(to_absolute_path(c["runs_dir"])) / c["experiment_name"],
         dataset_path=Path(to_absolute_path(c["dataset"]["path"])),
         image_size=int(c["image_size"]),
-        method=c["method"]["name"],
-        pretrain=PretrainConfig(**pretrain) if method_entry(c["method"]["name"]).pretrains else None,
+        method=method,
+        pretrain=PretrainConfig(**pretrain) if method_entry(method).pretrains else None,
         method_params=dict(c["method"].get("params") or {}),
         arms={a: ArmSpec(**model[a]) for a in ("cnn", "vit")},
         out_dim=int(model["out_dim"]),

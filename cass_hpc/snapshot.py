@@ -53,7 +53,9 @@ def code_version() -> dict[str, Any]:
 
 def take(dest: Path) -> dict[str, Any]:
     """Copy the code jobs import into ``dest`` (atomically: a temporary name, then renamed)
-    and return its version; ``dest`` must not exist yet."""
+    and return its version; a ``dest`` this process already took is reused."""
+    if (dest / INFO).is_file():  # a sweep launched in batches: one snapshot per launch
+        return {**json.loads((dest / INFO).read_text()), "snapshot": str(dest)}
     version = checkout_version()
     tmp = dest.with_name(f".{dest.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -66,9 +66,7 @@ class StageLauncher(BaseSubmititLauncher):
         log.info("grid of %s", describe(plan))
         return plan, configs
 
-    def job_args(
-        self, overrides: Sequence[str], cfg: DictConfig, job_num: int
-    ) -> tuple[Any, ...]:
+    def job_args(self, overrides: Sequence[str], cfg: DictConfig, job_num: int) -> tuple[Any, ...]:
         """The arguments of ``__call__`` for one job (what submitit pickles)."""
         return (list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}",
                 Singleton.get_state(), cfg)  # fmt: skip
@@ -95,10 +93,13 @@ class StageLauncher(BaseSubmititLauncher):
         with open_dict(sweep_config.hydra.job) as job:
             job.id = submitit.JobEnvironment().job_id
             job.num = job_num
-        return run_job(
+        result = run_job(
             hydra_context=self.hydra_context, task_function=self.task_function,
             config=sweep_config, job_dir_key=job_dir_key, job_subdir_key="hydra.sweep.subdir",
         )  # fmt: skip
+        if result.status == JobStatus.FAILED:  # the job fails (SLURM: FAILED, so no afterok)
+            raise result._return_value
+        return result
 
 
 def task_config(cfg: DictConfig) -> DictConfig:

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cass_hpc import store
-from cass_hpc.jobstate import STATE_FILE
+from cass_hpc.jobstate import STATE_FILE, unusable
 from cass_hpc.slurm_jobs import JobInfo, job_info
 
 ORDER = ("failed", "cancelled", "interrupted", "blocked", "requeued", "running", "waiting",
@@ -54,11 +54,10 @@ def classify(
     row["overrides"] = tuple(state.get("overrides") or ())
     row["aliases"] = [tuple(a) for a in state.get("aliases", [])]  # other jobs that found it done
     record = directory / RECORDS[stage]
-    if store.read_record(record) is not None:
+    if why := unusable(record):  # the one notion of done (jobstate), as run and collect see it
+        return {**row, "status": "failed", "error": why}
+    if record.exists():
         return {**row, "status": "done"}
-    if record.exists():  # the one notion of done: a readable record, else not done
-        return {**row, "status": "failed",
-                "error": f"{record} is unreadable (truncated?); delete it and rerun the grid"}  # fmt: skip
     status = state.get("state")
     info = slurm.get(job or str(state.get("slurm_job_id") or ""))
     if status is None:  # the job never reported: SLURM's word, if it was submitted there
@@ -83,7 +82,7 @@ def classify(
             )
         elif state.get("attempt", 1) > 1:
             status = "requeued"
-    if status in ("failed", "interrupted") and not row["error"]:
+    if status in ("failed", "interrupted", "blocked") and not row["error"]:
         row["error"] = state.get("error", "")
     if status == "interrupted":  # Ctrl-C on a run started by hand
         row["error"] = "stopped by Ctrl-C; run the same command to resume"
@@ -114,8 +113,8 @@ def submitted_overrides(rundir: Path) -> list[tuple[str, ...]]:
                 overrides = tuple(cloudpickle.load(handle).args[0])
         except Exception:  # noqa: BLE001 - a pickle we cannot read names no cell
             continue
-        if "stage=pretrain" not in overrides:  # a pretraining stage, shown by its directory
-            found.append(overrides)
+        if all("=" in o for o in overrides) and "stage=pretrain" not in overrides:
+            found.append(overrides)  # a cell (not a pretraining stage, not the collect job)
     return found
 
 
@@ -133,12 +132,12 @@ def status_rows(rundir: Path) -> list[dict[str, Any]]:
     for name, directory in cell_dirs.items():
         job = cell_jobs.get(name, {})
         row = classify(directory, "cell", slurm, job.get("job_id"))
+        row["overrides"] = row["overrides"] or tuple(job.get("overrides") or ())
         parent = pre_rows.get(by_key.get(job.get("pretrain") or "", ""))
-        if parent and row["status"] != "done" and parent["status"] in (
-            "failed", "cancelled", "interrupted") and row["status"] in (
-            "waiting", "pending", "blocked", "cancelled"):  # fmt: skip
-            row = {**row, "status": "blocked",
-                   "error": f"blocked by pretraining {parent['cell']}: {parent['error']}"}  # fmt: skip
+        parent_failed = parent and parent["status"] in ("failed", "cancelled", "interrupted")
+        if parent_failed and row["status"] in ("waiting", "pending", "blocked", "cancelled"):
+            why = f"blocked by pretraining {parent['cell']}: {parent['error']}"
+            row = {**row, "status": "blocked", "error": why}
         rows.append(row)
     started = {r["overrides"] for r in rows} | {a for r in rows for a in r["aliases"]}
     for overrides in dict.fromkeys(submitted_overrides(rundir)):

@@ -104,9 +104,9 @@ def exclusive(directory: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_EX)
         except OSError as err:  # Lustre without -o flock: ENOSYS / EOPNOTSUPP
             raise ValueError(
-                f"{directory / '.lock'}: this filesystem does not support file locks ({err.strerror}); "
-                f"put runs_dir on a filesystem with flock (or mount Lustre with -o flock), or "
-                f"submit the grid with a SLURM launcher, whose stages need no lock"
+                f"{directory / '.lock'}: this filesystem does not support file locks "
+                f"({err.strerror}); put runs_dir on a filesystem with flock (or mount Lustre "
+                f"with -o flock), or submit the grid to SLURM, whose stages need no lock"
             ) from err
         try:
             yield

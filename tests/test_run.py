@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from conftest import run_module
@@ -13,7 +14,7 @@ TINY = [
     "pretrain.batch_size=8",
     "finetune.max_epochs=1",
     "finetune.batch_size=8",
-    "hydra.sweeper.max_batch_size=8",
+    "hydra.launcher.parallelism=2",
     "model.out_dim=32",
     "+model.vit.kwargs.depth=2",
 ]
@@ -79,3 +80,26 @@ def test_demo_multirun_runs_every_cell_and_shares_pretraining(
     assert "already done" in proc.stdout + proc.stderr
     after = {p: p.stat().st_mtime_ns for p in (runs / "demo").rglob("results.json")}
     assert after == before
+
+
+def test_a_local_grid_runs_pretrainings_first_and_a_failed_one_blocks_only_its_cells(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    proc = run_module(
+        "cass_hpc.run", "-m", "experiment=demo", f"runs_dir={runs}",
+        f"dataset.path={tiny_dataset}", "label_fraction=1.0", "seed=0", "arm=cnn", *TINY,
+        # every spread is below this: the CASS pretraining stops with a CollapseError
+        "pretrain.collapse_action=stop", "pretrain.collapse_threshold=1e9",
+        "pretrain.collapse_epochs=1",
+    )  # fmt: skip
+    assert proc.returncode != 0  # the sweep reports its failed cell
+    assert "blocked by pretraining cass-cnn-vit-" in proc.stderr, proc.stderr[-3000:]
+    results = [json.loads(p.read_text()) for p in (runs / "demo").rglob("results.json")]
+    assert [r["method"] for r in results] == ["supervised"]  # the other cell finished
+    assert not list((runs / "demo").rglob("finetune_checkpoint.pt"))  # the CASS cell never ran
+    wide = {**os.environ, "COLUMNS": "300"}
+    status = run_module("cass_hpc.status", str(runs / "demo"), env=wide)
+    assert status.returncode == 1, status.stdout
+    assert "pretrain: 1 failed" in status.stdout and "cell: 1 blocked, 1 done" in status.stdout
+    assert "CollapseError" in status.stdout

@@ -3,8 +3,10 @@ on this machine by slurm/cluster.sh, and torn down leaving no daemon behind."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -49,8 +51,16 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
         assert not alive, f"daemons left running after down: {alive}"
 
 
-TINY = ["image_size=32", "pretrain.epochs=1", "pretrain.batch_size=8", "finetune.max_epochs=1",
-        "finetune.batch_size=8", "model.out_dim=32", "+model.vit.kwargs.depth=1", "threads=1"]
+TINY = [
+    "image_size=32",
+    "pretrain.epochs=1",
+    "pretrain.batch_size=8",
+    "finetune.max_epochs=1",
+    "finetune.batch_size=8",
+    "model.out_dim=32",
+    "+model.vit.kwargs.depth=1",
+    "threads=1",
+]
 
 
 def copy_checkout(dest: Path) -> str:
@@ -76,8 +86,8 @@ def squeue(env: dict[str, str]) -> list[list[str]]:
 
 def sacct_times(env: dict[str, str]) -> dict[str, tuple[str, str, str]]:
     """Job id -> (state, start, end) of every job the cluster ran."""
-    out = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Start,End"],
-                         capture_output=True, text=True, env=env).stdout  # fmt: skip
+    cmd = ["sacct", "-n", "-X", "-P", "-S", "2000-01-01", "-o", "JobID,State,Start,End"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env).stdout
     return {j: (st, a, b) for j, st, a, b in (line.split("|") for line in out.splitlines())}
 
 
@@ -88,15 +98,26 @@ def wait_for(path: Path, seconds: float) -> None:
     assert path.exists(), f"{path} did not appear within {seconds} s"
 
 
+def elapsed_s(start: str, end: str) -> float:
+    parse = dt.datetime.fromisoformat
+    return (parse(end) - parse(start)).total_seconds()
+
+
+@pytest.mark.parametrize(
+    ("fractions", "seeds"),
+    [("1.0", "0"), pytest.param("0.5,1.0", "0,1", marks=pytest.mark.slow, id="24-cells")],
+)
 def test_a_grid_is_a_dag_of_slurm_jobs_submitted_in_seconds_running_the_submitted_code(
-    slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
+    slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path, fractions: str, seeds: str
 ) -> None:
     checkout = tmp_path / "checkout"
     commit = copy_checkout(checkout)
     runs = tmp_path / "runs"
     grid = ["cass_hpc.run", "-m", "experiment=paper", "hydra/launcher=testcluster",
-            f"runs_dir={runs}", f"dataset.path={tiny_dataset}", "label_fraction=1.0", "seed=0",
-            *TINY]  # fmt: skip
+            f"runs_dir={runs}", f"dataset.path={tiny_dataset}", f"label_fraction={fractions}",
+            f"seed={seeds}", *TINY]  # fmt: skip
+    n_cells = 6 * len(fractions.split(",")) * len(seeds.split(","))
+    n_pretrain = 3 * len(seeds.split(","))
     started = time.monotonic()
     proc = run_module(*grid, cwd=checkout, env=slurm_env)
     submit_s = time.monotonic() - started
@@ -107,34 +128,52 @@ def test_a_grid_is_a_dag_of_slurm_jobs_submitted_in_seconds_running_the_submitte
     queued = squeue(slurm_env)
     cells = [j for j in queued if j[1] == "cass-cell"]
     assert {j[1] for j in queued} == {"cass-pretrain", "cass-cell", "cass-collect"}, queued
-    assert len(cells) == 6 and sum(j[3] == "Dependency" for j in cells) == 4, cells
+    assert len(cells) == n_cells, cells
+    assert sum(j[3] == "Dependency" for j in cells) == n_cells * 2 // 3, cells  # CASS and DINO
+    # the same grid submitted again while it is queued: nothing is submitted twice
+    twice = run_module(*grid, cwd=REPO, env=slurm_env)
+    assert twice.returncode == 0, twice.stderr[-3000:]
+    said = re.search(r"nothing to submit: of (\d+) cell\(s\) of this grid (\d+) are done and "
+                     r"(\d+) queued or running by an earlier submission", twice.stdout)  # fmt: skip
+    assert said and int(said[1]) == int(said[2]) + int(said[3]) == n_cells, twice.stdout
+    assert len(squeue(slurm_env)) <= len(queued)
     # the checkout changes while the grid is queued: the jobs run the code submitted
     (checkout / "cass_hpc" / "finetune.py").write_text("raise RuntimeError('edited checkout')\n")
 
     store_root = runs / "paper"
-    wait_for(store_root / "summary" / "results.md", 420)  # written by the collect job
+    wait_for(store_root / "summary" / "results.md", 900)  # written by the collect job
     results = [json.loads(p.read_text()) for p in store_root.rglob("results.json")]
-    assert len(results) == 6
+    assert len(results) == n_cells
     assert {(r["code"]["commit"], r["code"]["dirty"]) for r in results} == {(commit, False)}
     record = json.loads(next((store_root / "submissions").glob("*.json")).read_text())
     times = sacct_times(slurm_env)
     ends = {p["key"]: times[p["job_id"]][2] for p in record["pretrainings"]}
-    assert len(ends) == 3  # CASS once for both arms, DINO once per arm
+    assert len(ends) == n_pretrain  # per seed: CASS once for both arms, DINO once per arm
     for cell in record["cells"]:  # no cell started before its own pretraining had ended
         state, start, _ = times[cell["job_id"]]
         assert state == "COMPLETED"
         if cell["pretrain"]:
             assert start >= ends[cell["pretrain"]], (cell, start, ends[cell["pretrain"]])
-    for stage in ("pretrain", "cell"):  # Σ elapsed in SLURM vs Σ compute recorded
-        print(stage, [times[j["job_id"]][1:] for j in record[stage + ("ings" if stage == "pretrain" else "s")]])
+    pretrain_s = {r["pretrain"]["key"]: r["pretrain"]["wall_s"] for r in results if r["pretrain"]}
+    compute = {"pretrain": sum(pretrain_s.values()),
+               "cell": sum(r["finetune"]["wall_s"] for r in results)}  # fmt: skip
+    for stage, jobs in (("pretrain", record["pretrainings"]), ("cell", record["cells"])):
+        held = sum(elapsed_s(*times[j["job_id"]][1:]) for j in jobs)
+        print(
+            f"{stage}: {len(jobs)} jobs, Σ elapsed {held:.0f} s, Σ compute {compute[stage]:.0f} s"
+        )
     status = run_module("cass_hpc.status", str(store_root), env=slurm_env)
-    assert status.returncode == 0 and "pretrain: 3 done" in status.stdout, status.stdout
-    assert "cell: 6 done" in status.stdout, status.stdout
+    assert status.returncode == 0, status.stdout
+    assert f"pretrain: {n_pretrain} done" in status.stdout, status.stdout
+    assert f"cell: {n_cells} done" in status.stdout, status.stdout
 
+    queued_before = {j[0] for j in squeue(slurm_env)}  # the collect job may still run
     again = run_module(*grid, cwd=REPO, env=slurm_env)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "nothing to submit: all 6 cell(s) of this grid are done" in again.stdout
-    assert not squeue(slurm_env)
+    assert (
+        f"nothing to submit: of {n_cells} cell(s) of this grid {n_cells} are done" in again.stdout
+    )
+    assert {j[0] for j in squeue(slurm_env)} <= queued_before  # nothing new was queued
 
 
 def test_a_failed_pretraining_blocks_only_its_cells_which_are_cancelled(
@@ -154,10 +193,15 @@ def test_a_failed_pretraining_blocks_only_its_cells_which_are_cancelled(
     times = sacct_times(slurm_env)
     (pre,) = record["pretrainings"]
     assert times[pre["job_id"]][0] == "FAILED"
-    states = {next(o for o in c["overrides"] if o.startswith("method=")): times[c["job_id"]]
-              for c in record["cells"]}  # fmt: skip
-    assert states["method=cass"][0] == "CANCELLED" and states["method=cass"][1] in ("None", "Unknown")
-    assert states["method=supervised"][0] == "COMPLETED"
+    jobs = {next(o for o in c["overrides"] if o.startswith("method=")): c["job_id"]
+            for c in record["cells"]}  # fmt: skip
+    assert times[jobs["method=supervised"]][0] == "COMPLETED"
+    # the blocked cell never started and is not left pending: the failed pretraining cancelled it
+    assert times.get(jobs["method=cass"], ("CANCELLED", "None"))[:2] in (
+        ("CANCELLED", "None"), ("CANCELLED", "Unknown"))  # fmt: skip
+    assert not [j for j in squeue(slurm_env) if j[1] != "cass-collect"]
+    logs = "".join(p.read_text() for p in runs.rglob(f"{pre['job_id']}_*log.*"))
+    assert f"cancelled 1 job(s) that needed this one: {jobs['method=cass']}" in logs
     wide = {**slurm_env, "COLUMNS": "300"}
     status = run_module("cass_hpc.status", str(runs / "demo"), env=wide)
     assert status.returncode == 1, status.stdout
@@ -166,6 +210,7 @@ def test_a_failed_pretraining_blocks_only_its_cells_which_are_cancelled(
     assert "CollapseError" in status.stdout
 
 
+@pytest.mark.slow  # ~3 min; the default suite preempts in-process (tests/test_preempt.py)
 def test_a_preempted_cell_is_requeued_and_resumes_to_identical_metrics(
     slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
 ) -> None:
@@ -181,7 +226,8 @@ def test_a_preempted_cell_is_requeued_and_resumes_to_identical_metrics(
 
     runs = tmp_path / "slurm"
     cmd = [sys.executable, "-m", "cass_hpc.run", "-m", "experiment=demo",
-           "hydra/launcher=testcluster", f"runs_dir={runs}", *cell]  # fmt: skip
+           "hydra/launcher=testcluster", "hydra.launcher.wait=true", f"runs_dir={runs}",
+           *cell]  # fmt: skip
     launcher = subprocess.Popen(cmd, cwd=REPO, env=slurm_env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True)  # fmt: skip
     deadline = time.monotonic() + 300
@@ -192,9 +238,8 @@ def test_a_preempted_cell_is_requeued_and_resumes_to_identical_metrics(
         time.sleep(0.1)
     else:
         pytest.fail("no pretraining checkpoint appeared")
-    job = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
-                         env=slurm_env).stdout.split()  # fmt: skip
-    assert len(job) == 1, job
+    job = [j[0] for j in squeue(slurm_env) if j[2] == "RUNNING"]  # the pretraining stage
+    assert len(job) == 1, squeue(slurm_env)
     subprocess.run(["scancel", "--signal=USR2", job[0]], check=True, env=slurm_env)
     out, _ = launcher.communicate(timeout=600)
     assert launcher.returncode == 0, out[-3000:]
@@ -210,12 +255,14 @@ def test_a_preempted_cell_is_requeued_and_resumes_to_identical_metrics(
     assert "REQUEUED" in history and history[-1] == "COMPLETED", history
 
 
+@pytest.mark.slow  # ~1 min; the default suite's failed-pretraining test covers status on SLURM
 def test_status_reports_a_cancelled_cell_while_the_others_finish(
     slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
 ) -> None:
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "cass_hpc.run", "-m", "experiment=demo",
-           "hydra/launcher=testcluster", f"runs_dir={runs}", f"dataset.path={tiny_dataset}",
+           "hydra/launcher=testcluster", "hydra.launcher.wait=true", f"runs_dir={runs}",
+           f"dataset.path={tiny_dataset}",
            "image_size=32", "method=supervised", "label_fraction=1.0", "seed=0", "threads=1",
            "finetune.max_epochs=40", "finetune.patience=40", "finetune.batch_size=8"]  # fmt: skip
     launcher = subprocess.Popen(cmd, cwd=REPO, env=slurm_env, stdout=subprocess.PIPE,
@@ -223,8 +270,7 @@ def test_status_reports_a_cancelled_cell_while_the_others_finish(
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and len(list(runs.rglob("state.json"))) < 2:
         time.sleep(0.2)
-    jobs = sorted(subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True,
-                                 env=slurm_env).stdout.split())  # fmt: skip
+    jobs = sorted(j[0] for j in squeue(slurm_env) if j[1] == "cass-cell")
     assert len(jobs) == 2, jobs
     subprocess.run(["scancel", jobs[0]], check=True, env=slurm_env)
     launcher.communicate(timeout=600)  # the launcher returns once both jobs have ended
@@ -246,30 +292,70 @@ def test_a_second_cluster_refuses_ports_held_by_the_first(
     assert not list(other.glob("run/*.pid"))  # nothing of its own was started
 
 
-@pytest.mark.slow  # two real time limits: ~3–4 min
-def test_a_cell_at_its_time_limit_resumes_from_its_step_until_out_of_requeues(
+@pytest.mark.slow  # real time limits, several requeues: ~6 min
+def test_a_stage_that_saves_progress_outlives_max_num_timeout_with_identical_metrics(
     slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
 ) -> None:
+    cell = [f"dataset.path={tiny_dataset}", "image_size=32", "method=cass", "arm=vit",
+            "label_fraction=1.0", "seed=0", "threads=1", "pretrain.epochs=200",
+            "pretrain.batch_size=8", "model.out_dim=32", "+model.vit.kwargs.depth=1",
+            "finetune.max_epochs=1", "finetune.batch_size=8"]  # fmt: skip
+    reference = subprocess.Popen(  # the same cell, uninterrupted, locally, meanwhile
+        [sys.executable, "-m", "cass_hpc.run", "experiment=demo", "hydra.mode=RUN",
+         f"runs_dir={tmp_path / 'ref'}", *cell], cwd=REPO, env=slurm_env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     runs = tmp_path / "runs"
     proc = run_module(
         "cass_hpc.run", "-m", "experiment=demo", "hydra/launcher=testcluster", f"runs_dir={runs}",
-        f"dataset.path={tiny_dataset}", "image_size=32", "method=cass", "arm=vit",
-        "label_fraction=1.0", "seed=0", "threads=1", "pretrain.epochs=100000",
-        "pretrain.batch_size=8", "+model.vit.kwargs.depth=1",
-        # USR2 30–90 s into each attempt (SLURM signals up to 60 s early); one requeue allowed
+        *cell,
+        # USR2 30–90 s into each attempt (SLURM signals up to 60 s early); the pretraining needs
+        # ~2 min of compute, so several attempts — and max_num_timeout allows no requeue at all
         "hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=30",
-        "hydra.launcher.max_num_timeout=1",
+        "hydra.launcher.max_num_timeout=0", env=slurm_env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    wait_for(runs / "demo" / "summary" / "results.md", 900)
+    assert reference.wait(timeout=600) == 0
+    (ref,) = (tmp_path / "ref").rglob("results.json")
+    (got,) = runs.rglob("results.json")
+    expected, resumed = json.loads(ref.read_text()), json.loads(got.read_text())
+    assert resumed["pretrain"]["loss"] == expected["pretrain"]["loss"]
+    assert resumed["metrics"] == expected["metrics"]
+    record = json.loads(next((runs / "demo" / "submissions").glob("*.json")).read_text())
+    (pre,) = record["pretrainings"]
+    logs = "".join(p.read_text() for p in runs.rglob(f"{pre['job_id']}_*log.*"))
+    requeues = logs.count("progress saved since this attempt started")
+    assert requeues >= 1 and logs.count("resuming pretraining from") == requeues, logs[-3000:]
+    sacct = ["sacct", "-D", "-n", "-X", "-j", pre["job_id"], "-o", "State"]
+    history = subprocess.run(sacct, capture_output=True, text=True, env=slurm_env).stdout.split()
+    assert history.count("REQUEUED") == requeues and history[-1] == "COMPLETED", history
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["label_fraction=0.1,1.5"], "label_fraction must be in (0, 1], got 1.5"),
+        (["dataset.path=/nonexistent/data"], "/nonexistent/data: no manifest.json"),
+        (
+            ["init=local", "weights.cnn=/nonexistent/cnn.pth", "weights.vit=/nonexistent/vit.pth"],
+            "weights.cnn=/nonexistent/cnn.pth: no such file",
+        ),
+        (["hydra.launcher.timeout_min=1"], "hydra.launcher.timeout_min=1 leaves no time to save"),
+    ],
+    ids=["label-fraction", "data-path", "weights", "time-limit"],
+)
+def test_a_bad_grid_fails_at_submission_with_one_line_and_queues_nothing(
+    slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path, overrides: list[str],
+    message: str,
+) -> None:  # fmt: skip
+    proc = run_module(
+        "cass_hpc.run", "-m", "experiment=demo", "hydra/launcher=testcluster",
+        f"runs_dir={tmp_path / 'runs'}", f"dataset.path={tiny_dataset}", *TINY, *overrides,
         env=slurm_env,
     )  # fmt: skip
-    assert proc.returncode != 0  # the second time limit ends the cell: no requeue left
-    logs = "".join(p.read_text() for p in sorted(runs.rglob("*_log.*")))  # both attempts
-    assert logs.count("SIGUSR2: saving at the next step boundary") >= 2, logs[-3000:]
-    assert "resuming pretraining from" in logs and "this job is timed-out" in logs
-    job = next(runs.rglob("*_log.out")).name.split("_log")[0].rsplit("_", 1)[0]
-    sacct = ["sacct", "-D", "-n", "-X", "-j", job.split("_")[0], "-o", "State"]
-    history = subprocess.run(sacct, capture_output=True, text=True, env=slurm_env).stdout.split()
-    assert "REQUEUED" in history, history
-    wide = {**slurm_env, "COLUMNS": "300"}  # the error on one line
-    status = run_module("cass_hpc.status", str(runs / "demo"), env=wide)
-    assert status.returncode == 1 and "1 failed" in status.stdout, status.stdout
-    assert "timed-out too many times" in status.stdout, status.stdout
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert message in errors[0], errors
+    assert "Traceback" not in proc.stderr
+    assert not squeue(slurm_env) and not (tmp_path / "runs" / "demo" / "submissions").exists()

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import cloudpickle
+from collect_fixtures import result as result_record
 from submitit.core.utils import DelayedSubmission
 
 from cass_hpc import jobstate, store
@@ -21,7 +22,7 @@ def cell(root: Path, name: str, results: bool = False, **state: object) -> None:
     if state:
         store.write_json(d / "state.json", state)
     if results:
-        store.write_json(d / "results.json", {"key": name})
+        store.write_json(d / "results.json", result_record(key=name))
 
 
 def dead_pid() -> int:
@@ -83,3 +84,20 @@ def test_a_cell_stopped_by_ctrl_c_is_interrupted_not_failed_or_running(
     assert main([str(tmp_path)]) == 0  # nothing failed: a rerun resumes it
     out = capsys.readouterr().out
     assert "interrupted a-interrupted: stopped by Ctrl-C" in out and "1 interrupted" in out
+
+
+def test_a_truncated_results_json_is_not_done_for_status_run_and_the_plan_alike(
+    tmp_path: Path,
+) -> None:
+    cell(tmp_path, "a-truncated", state="done", overrides=["seed=0"])
+    results = tmp_path / "cells" / "a-truncated" / "results.json"
+    results.write_text('{"schema": "cass-hpc-results/1", "key": ')  # killed mid-write by hand
+    cell(tmp_path, "b-no-schema", state="done")
+    store.write_json(tmp_path / "cells" / "b-no-schema" / "results.json", {"key": "b"})
+    rows = {r["cell"]: r for r in status_rows(tmp_path)}
+    assert rows["a-truncated"]["status"] == "failed"
+    assert rows["a-truncated"]["error"] == jobstate.unusable(results)
+    assert "is unusable" in rows["a-truncated"]["error"]
+    assert rows["b-no-schema"]["status"] == "failed"
+    assert "missing required key(s)" in rows["b-no-schema"]["error"]
+    assert not jobstate.is_done(results)  # what run_cell and plan_grid ask before skipping

@@ -55,3 +55,27 @@ def test_exclusive_lock_makes_a_second_holder_wait(tmp_path: Path) -> None:
         waited = time.perf_counter() - t0
     proc.join()
     assert waited > 0.5
+
+
+def test_a_filesystem_without_flock_gets_one_error_naming_the_lock_and_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import fcntl
+
+    def no_locks(handle: object, operation: int) -> None:  # Lustre mounted without -o flock
+        raise OSError(errno.ENOSYS, "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.raises(ValueError, match=r"\.lock: this filesystem does not support file locks"):
+        with store.exclusive(tmp_path / "pretrain" / "x"):
+            pass
+
+
+def test_temporaries_of_an_interrupted_save_are_removed_and_nothing_else(tmp_path: Path) -> None:
+    keep = [tmp_path / "checkpoint.pt", tmp_path / ".other.pt.abc.tmp", tmp_path / "x.tmp"]
+    stale = [tmp_path / ".checkpoint.pt.k2j3.tmp", tmp_path / ".checkpoint.pt.zz.tmp"]
+    for path in keep + stale:
+        path.write_bytes(b"x")
+    assert store.remove_temporaries(tmp_path / "checkpoint.pt") == sorted(stale)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)

@@ -61,7 +61,8 @@ def method_entry(name: str) -> MethodEntry:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
     return METHODS[name]
 
+
 __all__ = [
-    "CASS", "DINO", "METHODS", "PRETRAIN_METHODS", "MethodEntry", "method_entry", "PretrainMethod", "Progress", "StepOutput",
-    "cass_loss", "dino_loss",
+    "CASS", "DINO", "METHODS", "PRETRAIN_METHODS", "MethodEntry", "PretrainMethod", "Progress",
+    "StepOutput", "cass_loss", "dino_loss", "method_entry",
 ]  # fmt: skip
