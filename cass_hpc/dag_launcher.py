@@ -50,9 +50,9 @@ def collect_stores(store_roots: list[str]) -> int:
 class DagSlurmLauncher(StageLauncher, SlurmLauncher):
     """hydra-submitit-launcher's ``SlurmLauncher`` submitting stages (module doc)."""
 
-    def __init__(self, wait: bool = False, parallelism: int = 1, **params: Any) -> None:
+    def __init__(self, wait: bool = False, **params: Any) -> None:
         super().__init__(**params)
-        self.wait = wait  # parallelism: the local launcher's key (SLURM: array_parallelism)
+        self.wait = wait
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int

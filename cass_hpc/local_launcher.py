@@ -1,6 +1,7 @@
 """Run a grid's stages on this machine (``hydra/launcher=local``, ``make demo``): pretrainings
 first, each cell as soon as its own pretraining is done, ``parallelism`` jobs at a time and
 every slot kept busy (Hydra's ``max_batch_size`` waits for the slowest job of each batch).
+``parallelism`` unset: as many jobs as the machine's cores allow at ``threads`` per job.
 
 Jobs are submitit local processes, as with hydra-submitit-launcher's ``submitit_local``. A
 failed pretraining fails its cells without running them ("blocked by ..."); SIGTERM or Ctrl-C
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -34,11 +36,19 @@ class BlockedError(RuntimeError):
 
 
 class DagLocalLauncher(StageLauncher, LocalLauncher):
-    def __init__(self, parallelism: int = 1, **params: Any) -> None:
+    def __init__(self, parallelism: int | None = None, **params: Any) -> None:
         super().__init__(**params)
-        if parallelism < 1:
+        if parallelism is not None and parallelism < 1:
             raise ValueError(f"hydra.launcher.parallelism must be >= 1, got {parallelism}")
         self.parallelism = parallelism
+
+    def slots(self) -> int:
+        """Jobs at once: as configured, else this machine's cores ÷ each job's threads."""
+        if self.parallelism:
+            return self.parallelism
+        cores = os.cpu_count() or 1
+        assert self.config is not None
+        return max(1, cores // int(self.config.get("threads") or cores))
 
     def launch(
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
@@ -47,8 +57,9 @@ class DagLocalLauncher(StageLauncher, LocalLauncher):
         sweep_dir(self.config)
         executor = submitit.AutoExecutor(cluster="local", folder=self.params["submitit_folder"])
         executor.update_parameters(timeout_min=self.params.get("timeout_min", 120))
-        outcome = run_stages(plan, configs, self._submitter(executor, initial_job_idx, plan),
-                             self.parallelism)  # fmt: skip
+        slots = self.slots()
+        log.info("running %d job(s) at a time", slots)
+        outcome = run_stages(plan, configs, self._submitter(executor, initial_job_idx, plan), slots)
         by_overrides = {c.overrides: c for c in plan.cells}
         returns = []
         for overrides in job_overrides:

@@ -43,12 +43,17 @@ def test_every_experiment_is_covered() -> None:
     assert {"demo", "paper", "ablation_pairs", "anti_collapse"} <= set(EXPERIMENTS)
 
 
-SLOW = {"ablation_pairs"}  # ViT-L, ResNet-200, DenseNet-161, Swin-B: ~2 min; make test-slow
+# Run elsewhere in the default suite: demo (tests/test_run.py, through the local stage launcher),
+# paper (tests/test_slurm.py, as a SLURM DAG). The default suite keeps two ablation grids; the
+# rest run in make test-slow (ablation_pairs: ViT-L, ResNet-200, DenseNet-161, Swin-B, ~2 min).
+ELSEWHERE = {"demo", "paper"}
+SLOW = {"ablation_pairs", "ablation_augment", "ablation_head", "ablation_init", "ablation_swa",
+        "ablation_epochs", "ablation_batch"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
     "experiment",
-    [pytest.param(e, marks=pytest.mark.slow) if e in SLOW else e for e in EXPERIMENTS],
+    [pytest.param(e, marks=pytest.mark.slow) if e in SLOW | ELSEWHERE else e for e in EXPERIMENTS],
 )
 def test_experiment_grid_runs_at_a_tiny_budget(
     experiment: str, tiny_dataset: Path, tmp_path: Path

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from submitit.slurm.slurm import SlurmExecutor
 
-from cass_hpc.launcher import REPO, WRAPPER, ContainerSlurmLauncher
+from cass_hpc.launcher import REPO, WRAPPER, ContainerSlurmLauncher, submitit_python
 
 CONTAINER_KEYS = {"image", "binds", "python"}
 
@@ -72,7 +72,7 @@ def test_container_profiles_keep_their_slurm_profile_and_add_the_image_keys(
     sweep = f"hydra.sweep.dir={cluster}/sweep"  # not ${now:...}: the two could differ by 1 s
     with_image = launcher_keys(composed(f"hydra/launcher={container}", sweep))
     without = launcher_keys(composed(f"hydra/launcher={plain}", sweep))
-    assert with_image.pop("_target_") == "cass_hpc.launcher.ContainerSlurmLauncher"
+    assert with_image.pop("_target_") == "hydra_plugins.cass_hpc_launchers.ContainerStagesLauncher"
     assert {k: with_image.pop(k) for k in sorted(CONTAINER_KEYS)} == {
         "binds": str(cluster),
         "image": str(cluster / "cass.sif"),
@@ -83,11 +83,14 @@ def test_container_profiles_keep_their_slurm_profile_and_add_the_image_keys(
 
 
 def launch(cfg: DictConfig, job_overrides: list[list[str]]) -> str:
+    """The sbatch script of a job array the launcher's executor submits (the stage DAG's
+    submission itself is tested on a real cluster in tests/test_slurm.py)."""
     launcher = instantiate(cfg.hydra.launcher)
     assert isinstance(launcher, ContainerSlurmLauncher)
     launcher.setup(hydra_context=None, task_function=print, config=cfg)  # type: ignore[arg-type]
     with pytest.raises(Submitted) as submitted:
-        launcher.launch(job_overrides, initial_job_idx=0)
+        with submitit_python(launcher.python or launcher._python_checked(job_overrides)):
+            launcher._executor().map_array(print, job_overrides)
     return str(submitted.value)
 
 
