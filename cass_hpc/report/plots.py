@@ -99,7 +99,8 @@ def pretrain_curves(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
     loss_axes, spread_axes = figure.subplots(1, 2)
     order = runs.assign(_m=runs["method"].map(lambda m: METHOD_ORDER.get(m, 9)))
     for run in order.sort_values(["_m", "setting", "seed", "arm"]).itertuples(index=False):
-        per_arm = run.method == "dino"  # DINO pretrains one backbone per run
+        # a run that trained one net (DINO: one per backbone) is named by it; the record says so
+        per_arm = len(run.pretrain_spread or {}) == 1
         name = f"{method_label(run.method)}{f' {run.arm}' if per_arm else ''} s{run.seed}" + (
             f" {run.setting}" if run.setting else ""
         )
