@@ -345,16 +345,21 @@ def test_a_stage_that_saves_progress_outlives_max_num_timeout_with_identical_met
     ("overrides", "message"),
     [
         (["label_fraction=0.1,1.5"], "label_fraction must be in (0, 1], got 1.5"),
-        pytest.param(["dataset.path=/nonexistent/data"], "/nonexistent/data: no manifest.json",
-                     marks=pytest.mark.slow),  # fmt: skip
+        pytest.param(
+            ["dataset.path=/nonexistent/data"],
+            "/nonexistent/data: no manifest.json",
+            marks=pytest.mark.slow,
+        ),  # fmt: skip
         pytest.param(
             ["init=local", "weights.cnn=/nonexistent/cnn.pth", "weights.vit=/nonexistent/vit.pth"],
             "weights.cnn=/nonexistent/cnn.pth: no such file",
             marks=pytest.mark.slow,
         ),
-        pytest.param(["hydra.launcher.timeout_min=1"],
-                     "hydra.launcher.timeout_min=1 leaves no time to save",
-                     marks=pytest.mark.slow),  # fmt: skip
+        pytest.param(
+            ["hydra.launcher.timeout_min=1"],
+            "hydra.launcher.timeout_min=1 leaves no time to save",
+            marks=pytest.mark.slow,
+        ),  # fmt: skip
     ],
     ids=["label-fraction", "data-path", "weights", "time-limit"],
 )
