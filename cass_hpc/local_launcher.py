@@ -89,6 +89,7 @@ def run_stages(
     failed_pretrain: dict[str, str] = {}
     running: dict[str, tuple[PretrainStage | CellStage, submitit.Job]] = {}
     outcome: dict[str, JobReturn] = {}
+    finished, total = 0, len(queue)
 
     def ready(stage: PretrainStage | CellStage) -> bool:
         return isinstance(stage, PretrainStage) or stage.pretrain in (None, *done_pretrain)
@@ -103,6 +104,8 @@ def run_stages(
                 why = failed_pretrain[stage.pretrain]
                 error = BlockedError(f"blocked by pretraining {name}: {why}")
                 outcome[stage.key] = failed(stage.overrides, error)
+                finished += 1
+                log.info("%d/%d BLOCKED cell %s: %s", finished, total, stage.name, error)
                 jobstate.record(stage.dir, "blocked", error=str(error),
                                 overrides=list(stage.overrides))  # fmt: skip
             while len(running) < parallelism and (nxt := next(filter(ready, queue), None)):
@@ -116,6 +119,11 @@ def run_stages(
                     continue
                 del running[key]
                 result = _result(stage, job)
+                finished += 1
+                ok = result.status == JobStatus.COMPLETED
+                log.info("%d/%d %s %s %s", finished, total, "done" if ok else "FAILED",
+                         "pretraining" if isinstance(stage, PretrainStage) else "cell",
+                         stage.name)  # fmt: skip
                 if isinstance(stage, PretrainStage):
                     if result.status == JobStatus.COMPLETED:
                         done_pretrain.add(key)
