@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# a grid cell at the smallest budget that still pretrains and fine-tunes (32 px, 1 epoch each)
+TINY_BUDGET = ["image_size=32", "pretrain.epochs=1", "pretrain.batch_size=8",
+               "finetune.max_epochs=1", "finetune.batch_size=8", "model.out_dim=32"]  # fmt: skip
 
 
 def run_module(

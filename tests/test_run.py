@@ -6,18 +6,9 @@ import json
 import os
 from pathlib import Path
 
-from conftest import run_module
+from conftest import TINY_BUDGET, run_module
 
-TINY = [
-    "image_size=32",
-    "pretrain.epochs=1",
-    "pretrain.batch_size=8",
-    "finetune.max_epochs=1",
-    "finetune.batch_size=8",
-    "hydra.launcher.parallelism=2",
-    "model.out_dim=32",
-    "+model.vit.kwargs.depth=2",
-]
+TINY = [*TINY_BUDGET, "hydra.launcher.parallelism=2", "+model.vit.kwargs.depth=2"]
 
 
 def test_demo_multirun_runs_every_cell_and_shares_pretraining(

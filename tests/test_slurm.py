@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_module
+from conftest import REPO, TINY_BUDGET, run_module
 
 CLUSTER = REPO / "slurm" / "cluster.sh"
 DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
@@ -52,12 +52,7 @@ def slurm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
 
 
 TINY = [
-    "image_size=32",
-    "pretrain.epochs=1",
-    "pretrain.batch_size=8",
-    "finetune.max_epochs=1",
-    "finetune.batch_size=8",
-    "model.out_dim=32",
+    *TINY_BUDGET,
     "+model.vit.kwargs.depth=1",
     "threads=1",
 ]
