@@ -187,7 +187,7 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
     results_path = cell_dir(spec, key) / "results.json"
     if why := jobstate.unusable(results_path):
         log.warning("%s: computing the cell again", why)
-    elif is_done(results_path):
+    elif results_path.exists():  # usable: done
         log.info("cell %s already done: %s", key, results_path)
         jobstate.add_alias(results_path.parent, overrides)
         return store.read_json(results_path)
