@@ -193,8 +193,21 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
         return store.read_json(results_path)
     # the labelled subset first: a class too small for the fraction fails before any pretraining
     indices = check_cell(spec, manifest)
-    with jobstate.reporting(results_path.parent, overrides):
-        return _run(spec, manifest, key, results_path, indices)
+    with _claim(results_path.parent):
+        if jobstate.is_done(results_path):  # another grid computed it while this one waited
+            log.info("cell %s done meanwhile by another job: %s", key, results_path)
+            return store.read_json(results_path)
+        with jobstate.reporting(results_path.parent, overrides):
+            return _run(spec, manifest, key, results_path, indices)
+
+
+def _claim(directory: Path) -> contextlib.AbstractContextManager:
+    """Off SLURM, a stage being computed is claimed by a lock (released when its process ends,
+    so a dead claim is no claim): a second grid started beside the first waits, then finds the
+    stage done. On SLURM the launcher's plan submits each stage once (dag_launcher.in_flight)."""
+    if os.environ.get("SLURM_JOB_ID"):
+        return contextlib.nullcontext()
+    return store.exclusive(directory)
 
 
 def run_pretrain_stage(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -209,9 +222,9 @@ def run_pretrain_stage(spec: CellSpec, overrides: list[str] | None = None) -> di
         log.info("pretraining already done: %s", directory)
         return store.read_json(directory / "pretrain.json")
     with jobstate.reporting(directory, overrides):
-        return run_pretraining(
-            spec, manifest, make_accelerator(spec.device, spec.precision), lock=False
-        )[1]
+        accelerator = make_accelerator(spec.device, spec.precision)
+        off_slurm = not os.environ.get("SLURM_JOB_ID")  # claimed by a lock, as cells are
+        return run_pretraining(spec, manifest, accelerator, lock=off_slurm)[1]
 
 
 def _set_threads(spec: CellSpec) -> None:

@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
+from cass_hpc import resolvers  # noqa: F401 - ${launch_id:} in conf/config.yaml
 from cass_hpc.cell import CellSpec, run_cell, run_pretrain_stage
 from cass_hpc.finetune import FinetuneConfig
 from cass_hpc.methods import method_entry

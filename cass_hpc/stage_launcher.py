@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cass_hpc import preempt
+from cass_hpc import preempt, resolvers  # noqa: F401 - ${launch_id:} in conf/config.yaml
 from cass_hpc.plan import Plan, describe, plan_grid
 
 log = logging.getLogger("cass_hpc")
@@ -67,7 +67,12 @@ class StageLauncher(BaseSubmititLauncher):
         return plan, configs
 
     def job_args(self, overrides: Sequence[str], cfg: DictConfig, job_num: int) -> tuple[Any, ...]:
-        """The arguments of ``__call__`` for one job (what submitit pickles)."""
+        """The arguments of ``__call__`` for one job (what submitit pickles); the sweep folder
+        is resolved here, in the launching process (``${launch_id:}``, ``${now:}``)."""
+        assert self.config is not None
+        cfg = OmegaConf.create(cfg)
+        with open_dict(cfg):
+            cfg.hydra.sweep.dir = str(self.config.hydra.sweep.dir)
         return (list(overrides), "hydra.sweep.dir", job_num, f"job_id_for_{job_num}",
                 Singleton.get_state(), cfg)  # fmt: skip
 

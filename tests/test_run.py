@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
-from conftest import TINY_BUDGET, run_module
+import pytest
+from conftest import REPO, TINY_BUDGET, run_module
 
 TINY = [*TINY_BUDGET, "hydra.launcher.parallelism=2", "+model.vit.kwargs.depth=2"]
 
@@ -94,3 +99,55 @@ def test_a_local_grid_runs_pretrainings_first_and_a_failed_one_blocks_only_its_c
     assert status.returncode == 1, status.stdout
     assert "pretrain: 1 failed" in status.stdout and "cell: 1 blocked, 1 done" in status.stdout
     assert "CollapseError" in status.stdout
+
+
+@pytest.mark.slow  # two grids side by side: ~1 min
+def test_two_identical_local_grids_started_together_compute_each_stage_once(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "cass_hpc.run", "-m", "experiment=demo", f"runs_dir={runs}",
+           f"dataset.path={tiny_dataset}", "method=cass", "label_fraction=1.0", "seed=0",
+           *TINY_BUDGET, "+model.vit.kwargs.depth=2", "threads=1"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    grids = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True) for _ in range(2)]  # fmt: skip
+    outputs = [g.communicate(timeout=600)[0] for g in grids]
+    assert [g.returncode for g in grids] == [0, 0], outputs
+    sweeps = sorted((runs / "demo" / "hydra").iterdir())
+    assert len(sweeps) == 2  # each launch got its own sweep folder, even in the same second
+    logs = "".join(p.read_text() for p in (runs / "demo" / "hydra").rglob("*_log.*"))
+    assert logs.count("pretrain cass epoch 1/1") == 1  # pretrained once, by one of the grids
+    assert logs.count("fine-tuning cass/cnn at label fraction") == 1
+    assert logs.count("fine-tuning cass/vit at label fraction") == 1
+    assert len(list((runs / "demo").rglob("results.json"))) == 2
+
+
+@pytest.mark.slow  # ~30 s
+def test_sigterm_to_a_local_grid_stops_its_running_jobs(tiny_dataset: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "cass_hpc.run", "-m", "experiment=demo", f"runs_dir={runs}",
+           f"dataset.path={tiny_dataset}", "method=supervised", "label_fraction=1.0", "seed=0",
+           *TINY, "finetune.max_epochs=400", "finetune.patience=400"]  # fmt: skip
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    grid = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(runs.rglob("finetune_checkpoint.pt"))) < 2:
+        time.sleep(0.2)  # both cells are fine-tuning
+    grid.send_signal(signal.SIGTERM)
+    out = grid.communicate(timeout=120)[0]
+    assert grid.returncode == 130 and "interrupted; run the same command to resume" in out, out
+    states = [json.loads(p.read_text())["state"] for p in runs.rglob("cells/*/state.json")]
+    assert states == ["interrupted", "interrupted"], states
+    sweep = str(next((runs / "demo" / "hydra").iterdir()))
+    assert not [pid for pid in Path("/proc").glob("[0-9]*") if sweep in _cmdline(pid)], (
+        "jobs of the grid still run after SIGTERM"
+    )
+
+
+def _cmdline(pid: Path) -> str:
+    try:
+        return (pid / "cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # the process ended meanwhile
+        return ""
