@@ -29,13 +29,12 @@ from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLaunche
 from omegaconf import OmegaConf
 
 from cass_hpc import snapshot, store
-from cass_hpc.jobstate import is_done
+from cass_hpc.jobstate import SUBMISSIONS, is_done, submitted
 from cass_hpc.plan import Plan
 from cass_hpc.slurm_jobs import job_info
 from cass_hpc.stage_launcher import GridError, StageLauncher, completed, failed, sweep_dir
 
 log = logging.getLogger("cass_hpc")
-SUBMISSIONS = "submissions"
 COLLECT_PARAMS = {"gpus_per_node": 0, "slurm_gres": None, "cpus_per_task": 1, "mem_gb": 4,
                   "timeout_min": 30}  # fmt: skip
 
@@ -141,7 +140,7 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
             slurm_setup=setup, name="cass-collect",
             slurm_dependency="afterany:" + ":".join(everything), **COLLECT_PARAMS,
         ).submit(collect_stores, [str(r) for r in plan.store_roots])  # fmt: skip
-        self._jobs = {"collect": collect}
+        self._collect = collect  # what wait=true waits for
         return {"pretrainings": pretrainings, "cells": cells,
                 "collect": {"job_id": collect.job_id, "after": everything},
                 "done": [c.name for c in plan.cells if c.done],
@@ -178,7 +177,7 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
 
     def _wait(self, job_overrides: Sequence[Sequence[str]], plan: Plan) -> list[JobReturn]:
         """Block until the collect job (so every job) ended; cells' results from the store."""
-        collect = self._jobs["collect"]
+        collect = self._collect
         while not collect.done():
             time.sleep(5)
         by_overrides = {c.overrides: c for c in plan.cells}
@@ -198,10 +197,10 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
 def in_flight(store_roots: list[Path]) -> tuple[dict[str, str], set[str]]:
     """What earlier submissions to these run stores still have queued or running: pretraining
     key -> its job id (new cells depend on it), and cell keys (not submitted twice)."""
-    records = [store.read_record(p) or {} for root in store_roots
-               for p in sorted((root / SUBMISSIONS).glob("*.json"))]  # fmt: skip
-    pre = [p for r in records for p in r.get("pretrainings", [])]
-    cells = [c for r in records for c in r.get("cells", [])]
+    pre, cells = [], []
+    for root in store_roots:
+        pre_root, cells_root = submitted(root)
+        pre, cells = pre + pre_root, cells + cells_root
     info = job_info([j["job_id"] for j in pre + cells])
     live = {j for j, i in info.items() if i.live}
     return ({p["key"]: p["job_id"] for p in pre if p["job_id"] in live},

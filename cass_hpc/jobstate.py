@@ -16,6 +16,7 @@ from typing import Any
 from cass_hpc import store
 
 STATE_FILE = "state.json"
+SUBMISSIONS = "submissions"  # <run store>/submissions/<sweep>.json: what one SLURM launch queued
 
 
 def runtime() -> dict[str, Any]:
@@ -105,3 +106,11 @@ def unusable(record: Path) -> str | None:
 def is_done(record: Path) -> bool:
     """``record`` exists and is usable (see :func:`unusable`)."""
     return record.exists() and unusable(record) is None
+
+
+def submitted(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The pretrainings and cells every SLURM launch into run store ``root`` queued (their
+    keys, dirs, job ids, dependencies), oldest launch first."""
+    records = [store.read_record(p) or {} for p in sorted((root / SUBMISSIONS).glob("*.json"))]
+    return ([p for r in records for p in r.get("pretrainings", [])],
+            [c for r in records for c in r.get("cells", [])])  # fmt: skip

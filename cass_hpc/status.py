@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cass_hpc import store
-from cass_hpc.jobstate import STATE_FILE, unusable
+from cass_hpc.jobstate import STATE_FILE, submitted, unusable
 from cass_hpc.slurm_jobs import JobInfo, job_info
 
 ORDER = ("failed", "cancelled", "interrupted", "blocked", "requeued", "running", "waiting",
@@ -91,15 +91,12 @@ def classify(
 
 def submissions(rundir: Path) -> tuple[dict[str, dict], dict[str, dict]]:
     """Pretrainings and cells by directory name, as the launcher recorded them (newest wins)."""
-    pretrainings: dict[str, dict] = {}
-    cells: dict[str, dict] = {}
-    for path in sorted((rundir / "submissions").glob("*.json")):
-        record = store.read_record(path) or {}
-        for item in record.get("pretrainings", []):
-            pretrainings[Path(item["dir"]).name] = item
-        for item in record.get("cells", []):
-            cells[Path(item["dir"]).name] = item
-    return pretrainings, cells
+    pretrainings, cells = submitted(rundir)
+    return _by_name(pretrainings), _by_name(cells)
+
+
+def _by_name(items: list[dict]) -> dict[str, dict]:
+    return {Path(item["dir"]).name: item for item in items}
 
 
 def submitted_overrides(rundir: Path) -> list[tuple[str, ...]]:
