@@ -128,7 +128,7 @@ def run_stages(
                     if result.status == JobStatus.COMPLETED:
                         done_pretrain.add(key)
                     else:
-                        failed_pretrain[key] = _last_line(result._return_value)
+                        failed_pretrain[key] = jobstate.error_line(result._return_value)
                 else:
                     outcome[key] = result
     return outcome
@@ -142,11 +142,6 @@ def _result(stage: PretrainStage | CellStage, job: submitit.Job) -> JobReturn:
     if not isinstance(result, JobReturn):
         return completed(stage.overrides, result)
     return result
-
-
-def _last_line(err: Any) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[-1] if text else ''}"
 
 
 @contextlib.contextmanager
