@@ -85,10 +85,11 @@ def available_readers() -> dict[str, ReaderSpec]:
         brain_mri,
         csvfile,
         dermofit,
+        digits,
         folder,
         isic2019,
         synthetic,
     )
 
-    modules = (isic2019, dermofit, brain_mri, autoimmune, folder, csvfile, synthetic)
+    modules = (isic2019, dermofit, brain_mri, autoimmune, folder, csvfile, synthetic, digits)
     return {module.READER.name: module.READER for module in modules}
