@@ -32,6 +32,7 @@ from cass_hpc.data.transforms import eval_transform, paper_augmentation
 from cass_hpc.device import make_accelerator
 from cass_hpc.finetune import FinetuneConfig, finetune
 from cass_hpc.jobstate import is_done
+from cass_hpc.knn import KnnMonitor
 from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.models import ArmSpec, build_arm
 from cass_hpc.pretrain import PretrainConfig, pretrain
@@ -169,8 +170,13 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
         data, spec.pretrain.batch_size, train=True, seed=spec.seed,
         workers=spec.pretrain.num_workers,
     )  # fmt: skip
+    knn = None
+    if spec.pretrain.knn_every:  # the health monitor sees the validation split, unaugmented
+        val = ShardDataset(manifest, "val", eval_transform(spec.image_size))
+        val_loader = make_loader(val, 64, train=False, seed=spec.seed, workers=0)
+        knn = KnnMonitor(val_loader, spec.pretrain.knn_k)
     log.info("pretraining %s on %d images -> %s", spec.method, len(data), out_dir)
-    pretrain(method, loader, spec.pretrain, out_dir, accelerator)
+    pretrain(method, loader, spec.pretrain, out_dir, accelerator, knn)
 
 
 def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, Any]:

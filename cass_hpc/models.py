@@ -43,6 +43,11 @@ class Arm(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         return self.net((images - self.mean) / self.std)
 
+    def features(self, images: Tensor) -> Tensor:
+        """The pooled features before the classifier (what fine-tuning keeps of the net)."""
+        net = self.net
+        return net.forward_head(net.forward_features((images - self.mean) / self.std), True)
+
     def reset_head(self, num_classes: int) -> None:
         """Replace the classifier by ``Linear(features, num_classes)`` (fine-tuning, §4.2)."""
         self.net.reset_classifier(num_classes)

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from cass_hpc import preempt, store
 from cass_hpc.collapse import CollapseMonitor, spread
 from cass_hpc.data.loader import set_position
+from cass_hpc.knn import KEEP, KnnMonitor
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput, Views
 from cass_hpc.optim import build_optimizer, cosine_factor
 from cass_hpc.stage import ResumableStage
@@ -54,6 +55,9 @@ class PretrainConfig:
     collapse_epochs: int = 2  # consecutive collapsed epochs before collapse_action
     collapse_action: str = "warn"  # warn (record + loud log) | stop (fail the job)
     keep_checkpoint: bool = False  # keep checkpoint.pt once done (it holds optimiser state: GBs)
+    knn_every: int = 1  # score the k-NN health monitor every N epochs (and the last); 0 = off
+    knn_k: int = 20  # neighbours of the monitor's k-NN classifier (DINO: 20)
+    keep: str = "last"  # last (paper: the last epoch's, SWA-averaged, weights) | best_knn (ours)
     # The released notebooks' behaviour: no zero_grad (gradients accumulate), SWA never applied,
     # cosine stepped per batch (LR cycles every 2·t_max steps). For comparison only.
     paper_compat: bool = False
@@ -81,6 +85,13 @@ class PretrainResult:
     lr: list[float] = field(default_factory=list)  # learning rate after each epoch's schedule steps
     collapse_warnings: list[str] = field(default_factory=list)
     collapsed: dict[str, str] = field(default_factory=dict)  # arm -> its collapse warning
+    # the k-NN health monitor (knn.py): validation-split balanced accuracy per arm
+    knn_epochs: list[int] = field(default_factory=list)  # the epochs scored
+    knn: dict[str, list[float]] = field(default_factory=dict)  # per arm, one per knn_epochs
+    knn_chance: float | None = None  # the score of a net that learned nothing (1 / classes)
+    knn_final: dict[str, float] = field(default_factory=dict)  # the weights handed to fine-tuning
+    kept: dict[str, str] = field(default_factory=dict)  # per arm: "last" or "epoch N" (best_knn)
+    knn_s: float = 0.0  # seconds spent scoring the monitor (not in wall_s)
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -129,9 +140,14 @@ def pretrain(
     cfg: PretrainConfig,
     out_dir: Path,
     accelerator: Accelerator,
+    knn: KnnMonitor | None = None,
 ) -> PretrainResult:
     """Run (or resume) pretraining in ``out_dir``; write ``<arm>.pt`` per trained net and
     ``pretrain.json``, and return the record.
+
+    ``knn`` (the validation split): every ``cfg.knn_every`` epochs each net is scored by the
+    k-NN health monitor; with ``cfg.keep="best_knn"`` each net hands to fine-tuning the weights
+    that scored best (an epoch's, or the final averaged ones), else the final ones (paper).
 
     A checkpoint is written atomically after every epoch, and at the next step boundary when
     SLURM sends SIGUSR2 (time limit, preemption; see ``preempt``); if ``out_dir/checkpoint.pt``
@@ -140,6 +156,13 @@ def pretrain(
     """
     if cfg.epochs < 1:
         raise ValueError(f"pretrain.epochs must be >= 1, got {cfg.epochs}")
+    if cfg.keep not in KEEP:
+        raise ValueError(f"pretrain.keep must be one of {KEEP}, got {cfg.keep!r}")
+    if cfg.knn_every < 0:
+        raise ValueError(f"pretrain.knn_every must be >= 0 (0 = off), got {cfg.knn_every}")
+    if cfg.keep == "best_knn" and (knn is None or not cfg.knn_every):
+        raise ValueError("pretrain.keep=best_knn needs the k-NN monitor (pretrain.knn_every >= 1)")
+    knn = knn if cfg.knn_every else None
     arms = dict(method.arms.items())
     if cfg.swa and any(net is not arms.get(a) for a, net in method.trained_arms().items()):
         raise ValueError(
@@ -163,6 +186,9 @@ def pretrain(
         method=method.name, epochs=cfg.epochs, wall_s=0.0, images_per_s=0.0, peak_mem_mb=0.0,
         precision=accelerator.mixed_precision, device=str(device),
     )  # fmt: skip
+    if knn is not None:
+        result.knn_chance = knn.chance
+    best: dict[str, dict] = {}  # keep=best_knn: per arm, {"epoch", "score", "state"}
     ckpt_path = out_dir / "checkpoint.pt"
     stage = ResumableStage(ckpt_path, loader.generator, "pretraining")
     if (state := stage.load()) is not None:
@@ -176,6 +202,7 @@ def pretrain(
         monitor.below, monitor.collapsed = state["collapse_below"], dict(result.collapsed)
         if accelerator.scaler is not None and state.get("scaler"):
             accelerator.scaler.load_state_dict(state["scaler"])
+        best = state.get("best", {})
 
     def payload() -> dict:
         """The whole run state but the step (``ResumableStage.save`` adds epoch, sums, RNG)."""
@@ -187,6 +214,7 @@ def pretrain(
             "result": asdict(result),
             "collapse_below": monitor.below,
             "scaler": accelerator.scaler.state_dict() if accelerator.scaler else None,
+            "best": best,
         }
 
     steps_per_epoch = len(loader)
@@ -241,18 +269,67 @@ def pretrain(
             )  # fmt: skip
             monitor.update(epoch, epoch_spread)  # may raise CollapseError (collapse_action=stop)
             result.collapsed, result.collapse_warnings = dict(monitor.collapsed), monitor.warnings
+            if knn is not None and (epoch % cfg.knn_every == 0 or epoch == cfg.epochs):
+                _score_epoch(knn, method, epoch, result, best, cfg, accelerator)
             stage.after_epoch(epoch, payload())
 
     result.images_per_s = result.images / result.wall_s if result.wall_s else 0.0
     result.peak_mem_mb = peak_memory_mb(device)
     set_position(loader, cfg.epochs)  # update_bn sees the last epoch's batches, resumed or not
+    finals: dict[str, nn.Module] = {}
     for a, net in method.trained_arms().items():
-        final: nn.Module = net
+        finals[a] = net
         if a in averaged and not cfg.paper_compat:  # the notebooks' SWA was never applied
-            update_bn(loader, averaged[a], device=device)  # BN statistics of the averaged weights
-            final = averaged[a].module
-        store.torch_save(out_dir / f"{a}.pt", final.net.state_dict())
+            update_bn(
+                _first_views(loader), averaged[a], device=device
+            )  # BN statistics of the averaged weights
+            finals[a] = averaged[a].module
+    if knn is not None:
+        t0 = time.perf_counter()
+        result.knn_final = knn.score(finals, accelerator)  # what fine-tuning gets, unless ...
+        result.knn_s += time.perf_counter() - t0
+    for a, final in finals.items():
+        weights, result.kept[a] = final.net.state_dict(), "last"
+        if a in best and best[a]["score"] > result.knn_final[a]:  # ... an epoch scored better
+            weights, result.knn_final[a] = best[a]["state"], best[a]["score"]
+            result.kept[a] = f"epoch {best[a]['epoch']}"
+            log.info("pretrain %s: %s keeps epoch %d (k-NN %.3f)", method.name, a,
+                     best[a]["epoch"], best[a]["score"])  # fmt: skip
+        store.torch_save(out_dir / f"{a}.pt", weights)
     store.write_json(out_dir / "pretrain.json", asdict(result))
     if not cfg.keep_checkpoint:
         ckpt_path.unlink(missing_ok=True)  # pretrain.json marks it done; the weights are saved
     return result
+
+
+def _first_views(loader: DataLoader):  # type: ignore[no-untyped-def]
+    """The loader's images, one view per image (a two-view method's first crops)."""
+    for views, _labels in loader:
+        yield views[0] if isinstance(views, list) else views
+
+
+def _score_epoch(
+    knn: KnnMonitor,
+    method: PretrainMethod,
+    epoch: int,
+    result: PretrainResult,
+    best: dict[str, dict],
+    cfg: PretrainConfig,
+    accelerator: Accelerator,
+) -> None:
+    """Score the k-NN monitor on each trained net; keep=best_knn: remember the best weights."""
+    t0 = time.perf_counter()
+    nets = accelerator.unwrap_model(method).trained_arms()
+    scores = knn.score(nets, accelerator)
+    result.knn_s += time.perf_counter() - t0
+    result.knn_epochs.append(epoch)
+    for a, value in scores.items():
+        result.knn.setdefault(a, []).append(value)
+        if cfg.keep == "best_knn" and value > best.get(a, {}).get("score", -1.0):
+            state = {k: v.detach().cpu().clone() for k, v in nets[a].net.state_dict().items()}
+            best[a] = {"epoch": epoch, "score": value, "state": state}
+    log.info(
+        "pretrain %s epoch %d k-NN %s (chance %.3f, %.1fs)", method.name, epoch,
+        " ".join(f"{a}={v:.3f}" for a, v in scores.items()), knn.chance,
+        time.perf_counter() - t0,
+    )  # fmt: skip
