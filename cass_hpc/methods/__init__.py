@@ -14,6 +14,7 @@ from typing import Any
 
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput
 from cass_hpc.methods.cass import CASS, CASSConfig, cass_loss
+from cass_hpc.methods.cass_plus import CASSPlus, CASSPlusConfig
 from cass_hpc.methods.dino import DINO, DINOConfig, dino_loss
 from cass_hpc.models import ArmSpec, build_arm
 
@@ -23,6 +24,15 @@ def build_cass(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, A
         raise ValueError(f"CASS needs the arms cnn and vit, got {sorted(arms)}")
     nets = {a: build_arm(s, num_classes=out_dim) for a, s in arms.items()}
     return CASS(cnn=nets["cnn"], vit=nets["vit"], cfg=CASSConfig(**params))
+
+
+def build_cass_plus(
+    arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]
+) -> CASSPlus:
+    if set(arms) != {"cnn", "vit"}:
+        raise ValueError(f"CASS+ needs the arms cnn and vit, got {sorted(arms)}")
+    nets = {a: build_arm(s, num_classes=0) for a, s in arms.items()}  # pooled features
+    return CASSPlus(cnn=nets["cnn"], vit=nets["vit"], cfg=CASSPlusConfig(**params))
 
 
 def build_dino(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]) -> DINO:
@@ -49,6 +59,7 @@ class MethodEntry:
 
 METHODS: dict[str, MethodEntry] = {
     "cass": MethodEntry(build_cass),
+    "cass_plus": MethodEntry(build_cass_plus),  # ours: CASS that does not collapse
     "dino": MethodEntry(build_dino, per_arm=True),
     "supervised": MethodEntry(None),  # fine-tuning from random (or local) init only
 }
@@ -63,6 +74,6 @@ def method_entry(name: str) -> MethodEntry:
 
 
 __all__ = [
-    "CASS", "DINO", "METHODS", "PRETRAIN_METHODS", "MethodEntry", "PretrainMethod", "Progress",
+    "CASS", "CASSPlus", "DINO", "METHODS", "PRETRAIN_METHODS", "MethodEntry", "PretrainMethod", "Progress",
     "StepOutput", "cass_loss", "dino_loss", "method_entry",
 ]  # fmt: skip
