@@ -40,7 +40,7 @@ class FinetuneConfig:
     lr: float = 3e-4  # Adam, cosine-annealed over max_epochs
     focal_alpha: float = 1.0
     focal_gamma: float = 2.0
-    class_weights: str = "minmax"  # minmax (paper) | frequency (notebooks) | inverse | none
+    class_weights: str = "inverse"  # inverse (ours) | minmax (paper) | frequency | none
     num_workers: int = 0
     threshold: float = 0.5  # multi-label: a label is predicted when its sigmoid exceeds this
 

@@ -8,7 +8,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, TensorDataset
 
-from cass_hpc.finetune import FinetuneConfig, finetune
+from cass_hpc.finetune import FinetuneConfig, Objective, finetune
 from cass_hpc.models import ArmSpec, build_arm
 
 
@@ -117,7 +117,24 @@ def test_a_class_weighted_zero_is_named_in_the_log(caplog: pytest.LogCaptureFixt
     with caplog.at_level("WARNING", logger="cass_hpc.finetune"):
         result = finetune(
             arm, train, train, train, num_classes=3, train_labels=labels.numpy(),
-            cfg=FinetuneConfig(max_epochs=1), accelerator=Accelerator(cpu=True),
+            cfg=FinetuneConfig(max_epochs=1, class_weights="minmax"),
+            accelerator=Accelerator(cpu=True),
         )  # fmt: skip
     assert result.class_weights[0] == 0.0
     assert "class weight 0 for class(es) [0]" in caplog.text and "inverse" in caplog.text
+
+
+@pytest.mark.parametrize("counts", [[10, 30, 50], [1, 1000]])
+def test_default_class_weights_give_every_class_a_weight_above_zero(counts: list[int]) -> None:
+    labels = np.repeat(np.arange(len(counts)), counts)
+    weight = Objective.for_labels(labels, len(counts), FinetuneConfig()).weight
+    assert (weight > 0).all() and float(weight[0]) == 1.0  # class 0 is the rarest
+
+
+def test_a_multilabel_label_absent_from_the_subset_does_not_stop_fine_tuning() -> None:
+    labels = np.array([[1, 0, 0], [1, 1, 0], [1, 1, 0]])  # counts 3, 2, 0
+    objective = Objective.for_labels(labels, 3, FinetuneConfig())
+    # the absent label is weighted like the rarest present one (label 1)
+    assert objective.multilabel and objective.weight.tolist() == pytest.approx([2 / 3, 1, 1])
+    logits = torch.zeros(3, 3)
+    assert torch.isfinite(objective.loss(logits, torch.from_numpy(labels).float()))
