@@ -169,7 +169,7 @@ def test_an_unknown_finetune_mode_is_named() -> None:
 
 
 def test_linear_probe_resumes_after_an_interruption_with_identical_metrics(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    cfg = FinetuneConfig(max_epochs=3, patience=3, lr=3e-2, mode="linear")
+    cfg = FinetuneConfig(max_epochs=2, patience=2, lr=3e-2, mode="linear")
     (val, _), (test, _) = split(8, 1), split(8, 2)
 
     def run(train: DataLoader | DiesAtEpoch, labels: np.ndarray, ckpt):  # type: ignore[no-untyped-def]
