@@ -1,10 +1,14 @@
-"""End-to-end fine-tuning of one net at one label fraction, then one evaluation on test.
+"""Fine-tuning of one net at one label fraction, then one evaluation on test.
 
-CASS §4.2 / App. F.3: all parameters trained, Adam 3e-4 with cosine annealing, at most 50 epochs,
-early stopping with patience 5 on validation loss, batch 16, the pretraining augmentations, focal
-loss (alpha 1, gamma 2, class weights from the training labels). The weights with the lowest
-validation loss are evaluated once on the test split. The supervised baseline runs through the
-same code from random init.
+CASS §4.2 / App. F.3 (``mode="e2e"``, the default): all parameters trained, Adam 3e-4 with cosine
+annealing, at most 50 epochs, early stopping with patience 5 on validation loss, batch 16, the
+pretraining augmentations, focal loss (alpha 1, gamma 2, class weights from the training labels).
+The weights with the lowest validation loss are evaluated once on the test split. The supervised
+baseline runs through the same code from random init.
+
+``mode="linear"`` (ours, beyond the paper) is the linear-probe read-out of self-supervised
+learning: the backbone frozen, in eval mode (BatchNorm statistics fixed too), and only the timm
+classifier head trained, with everything else as above.
 """
 
 from __future__ import annotations
@@ -22,12 +26,18 @@ from torch.utils.data import DataLoader
 
 from cass_hpc import preempt
 from cass_hpc.data.loader import set_position
-from cass_hpc.losses import class_weights, focal_loss, sigmoid_focal_loss
+from cass_hpc.losses import (
+    CLASS_WEIGHT_SCHEMES,
+    class_weights,
+    focal_loss,
+    sigmoid_focal_loss,
+)
 from cass_hpc.metrics import classification_metrics
 from cass_hpc.models import Arm
 from cass_hpc.stage import ResumableStage
 
 log = logging.getLogger(__name__)
+FINETUNE_MODES = ("e2e", "linear")
 
 
 @dataclass(frozen=True)
@@ -40,9 +50,19 @@ class FinetuneConfig:
     lr: float = 3e-4  # Adam, cosine-annealed over max_epochs
     focal_alpha: float = 1.0
     focal_gamma: float = 2.0
-    class_weights: str = "minmax"  # minmax (paper) | frequency (notebooks) | inverse | none
+    class_weights: str = "inverse"  # inverse (ours) | minmax (paper) | frequency | none
     num_workers: int = 0
     threshold: float = 0.5  # multi-label: a label is predicted when its sigmoid exceeds this
+    mode: str = "e2e"  # e2e (paper) | linear (frozen backbone, linear classifier: the SSL read-out)
+
+    def __post_init__(self) -> None:
+        if self.mode not in FINETUNE_MODES:
+            raise ValueError(f"finetune.mode must be one of {FINETUNE_MODES}, got {self.mode!r}")
+        if self.class_weights not in CLASS_WEIGHT_SCHEMES:
+            raise ValueError(
+                f"finetune.class_weights must be one of {CLASS_WEIGHT_SCHEMES}, "
+                f"got {self.class_weights!r}"
+            )
 
 
 @dataclass
@@ -54,6 +74,8 @@ class FinetuneResult:
     stopped_early: bool
     n_train: int
     class_weights: list[float]
+    mode: str = "e2e"  # FinetuneConfig.mode
+    trained_parameters: int = 0  # the parameters the optimiser updated
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -93,6 +115,25 @@ class Objective:
         )  # fmt: skip
 
 
+def trainable_parameters(arm: Arm, mode: str) -> list[torch.nn.Parameter]:
+    """The parameters fine-tuning trains: all of them (``e2e``), or only the timm classifier
+    head's (``linear``: every other parameter gets ``requires_grad=False``)."""
+    if mode == "e2e":
+        return list(arm.parameters())
+    if mode != "linear":
+        raise ValueError(f"finetune.mode must be one of {FINETUNE_MODES}, got {mode!r}")
+    head = list(arm.net.get_classifier().parameters())
+    if not head:
+        raise ValueError(
+            f"finetune.mode=linear needs a classifier head to train, but "
+            f"{type(arm.net).__name__} has none (num_classes 0?)"
+        )
+    head_ids = {id(p) for p in head}
+    for parameter in arm.parameters():
+        parameter.requires_grad_(id(parameter) in head_ids)
+    return head
+
+
 @torch.no_grad()
 def evaluate(
     arm: Arm, loader: DataLoader, objective: Objective, accelerator: Accelerator
@@ -123,6 +164,8 @@ def finetune(
 ) -> FinetuneResult:
     """Fine-tune ``arm`` (its head already ``num_classes`` wide) and evaluate it on ``test``.
     ``train_labels`` are class indices, or multi-hot rows for a multi-label task. With
+    ``cfg.mode == "linear"`` only the classifier head is trained and the rest of ``arm`` is
+    frozen in place (``requires_grad`` False, eval mode: BatchNorm statistics unchanged). With
     ``checkpoint``, the state after every epoch is saved there (atomically) and a run that finds
     it resumes after that epoch with every random state restored: the same result as a run
     that was never interrupted. SIGUSR2 (SLURM's warning) saves at the next step boundary."""
@@ -136,7 +179,13 @@ def finetune(
             "finetune.class_weights=inverse weighs every class",
             ignored, cfg.class_weights,
         )  # fmt: skip
-    optimizer = torch.optim.Adam(arm.parameters(), lr=cfg.lr)
+    trained = trainable_parameters(arm, cfg.mode)
+    n_trained = sum(p.numel() for p in trained)
+    log.info(
+        "finetune.mode=%s: %d of %d parameters trained",
+        cfg.mode, n_trained, sum(p.numel() for p in arm.parameters()),
+    )  # fmt: skip
+    optimizer = torch.optim.Adam(trained, lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.max_epochs)
     arm, optimizer = accelerator.prepare(arm, optimizer)
     device = accelerator.device
@@ -163,7 +212,7 @@ def finetune(
 
     with preempt.guard():
         for epoch in range(stage.start_epoch, 1 if stopped else cfg.max_epochs + 1):
-            arm.train()
+            arm.train(cfg.mode == "e2e")  # linear: BatchNorm statistics and dropout frozen too
             start_step = stage.epoch_steps_start()
             resumable = set_position(train, epoch, start_step) and checkpoint is not None
             sums = stage.sums({"step": 0, "total": 0.0})
@@ -217,5 +266,7 @@ def finetune(
         stopped_early=epoch < cfg.max_epochs,
         n_train=len(train_labels),
         class_weights=[float(w) for w in objective.weight],
+        mode=cfg.mode,
+        trained_parameters=n_trained,
         history=history,
     )

@@ -7,18 +7,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-CLASS_WEIGHT_SCHEMES = ("minmax", "frequency", "inverse", "none")
+CLASS_WEIGHT_SCHEMES = ("inverse", "minmax", "frequency", "none")
 
 
-def class_weights(counts: np.ndarray | list[int], scheme: str = "minmax") -> Tensor:
+def class_weights(counts: np.ndarray | list[int], scheme: str = "inverse") -> Tensor:
     """Per-class weights for the focal loss from the training labels' class counts.
 
-    - ``minmax`` (default; the paper, App. F.3: "minimum-maximum normalised class distribution"):
+    - ``inverse`` (default, ours): normalised inverse frequency ``min / n_c``; the rarest class
+      gets 1, every class a weight > 0. ``min`` is the smallest count above 0: a class with
+      count 0 gets 1, like the rarest present class (the splits keep every class present, so
+      only a multi-label subset missing a label, or a caller's own counts, can have one; in
+      single-label its weight is never used, in multi-label it weighs that label's all-negative
+      terms like the rarest label's). All counts 0 give all ones.
+    - ``minmax`` (the paper, App. F.3: "minimum-maximum normalised class distribution"):
       ``(n_c - min) / (max - min)``; all ones when every class has the same count. Taken
       literally this gives the rarest class weight 0: see README, "Decisions".
     - ``frequency``: ``n_c / max`` (what the released notebooks did; majority class gets 1).
-    - ``inverse``: ``min / n_c`` (rarest class gets 1).
     - ``none``: all ones.
+
+    Example:
+        >>> class_weights([10, 20, 40]).tolist()  # rarest class 1
+        [1.0, 0.5, 0.25]
     """
     n = np.asarray(counts, dtype=np.float64)
     if n.ndim != 1 or len(n) == 0 or (n < 0).any():
@@ -29,9 +38,8 @@ def class_weights(counts: np.ndarray | list[int], scheme: str = "minmax") -> Ten
     elif scheme == "frequency":
         w = n / n.max()
     elif scheme == "inverse":
-        if (n == 0).any():
-            raise ValueError(f"inverse class weights need every class present, got counts {counts}")
-        w = n.min() / n
+        rarest = n[n > 0].min(initial=np.inf)  # inf: no class present, all ones below
+        w = np.ones_like(n) if np.isinf(rarest) else rarest / np.maximum(n, rarest)
     elif scheme == "none":
         w = np.ones_like(n)
     else:

@@ -56,6 +56,15 @@ def test_batch_size_grid_gives_app_c1_table_rows_per_value_columns_arm_by_fracti
     assert "24 of 24 cells present" in markdown
 
 
+def test_a_finetune_mode_grid_gives_one_row_per_mode_end_to_end_first(tmp_path: Path) -> None:
+    ablation_tree(tmp_path, "finetune.mode", {"linear": 0.7, "e2e": 0.85})
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    markdown = (tmp_path / "summary" / "results.md").read_text(encoding="utf-8")
+    assert "ablation: Fine-tuning (finetune.mode; paper ours (linear probe))" in markdown
+    rows = [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ")]
+    assert "| Fine-tuning" in rows and rows[2:4] == ["| e2e (paper)", "| linear"]
+
+
 def test_ablation_cells_are_compared_with_the_papers_ablation_table(tmp_path: Path) -> None:
     ablation_tree(tmp_path, "pretrain.batch_size", {"8": 0.88, "16": 0.87})
     assert main([str(tmp_path), "--no-plots"]) == 0

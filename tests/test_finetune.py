@@ -8,7 +8,7 @@ import torch
 from accelerate import Accelerator
 from torch.utils.data import DataLoader, TensorDataset
 
-from cass_hpc.finetune import FinetuneConfig, finetune
+from cass_hpc.finetune import FinetuneConfig, Objective, finetune
 from cass_hpc.models import ArmSpec, build_arm
 
 
@@ -117,7 +117,72 @@ def test_a_class_weighted_zero_is_named_in_the_log(caplog: pytest.LogCaptureFixt
     with caplog.at_level("WARNING", logger="cass_hpc.finetune"):
         result = finetune(
             arm, train, train, train, num_classes=3, train_labels=labels.numpy(),
-            cfg=FinetuneConfig(max_epochs=1), accelerator=Accelerator(cpu=True),
+            cfg=FinetuneConfig(max_epochs=1, class_weights="minmax"),
+            accelerator=Accelerator(cpu=True),
         )  # fmt: skip
     assert result.class_weights[0] == 0.0
     assert "class weight 0 for class(es) [0]" in caplog.text and "inverse" in caplog.text
+
+
+@pytest.mark.parametrize("counts", [[10, 30, 50], [1, 1000]])
+def test_default_class_weights_give_every_class_a_weight_above_zero(counts: list[int]) -> None:
+    labels = np.repeat(np.arange(len(counts)), counts)
+    weight = Objective.for_labels(labels, len(counts), FinetuneConfig()).weight
+    assert (weight > 0).all() and float(weight[0]) == 1.0  # class 0 is the rarest
+
+
+def test_a_multilabel_label_absent_from_the_subset_does_not_stop_fine_tuning() -> None:
+    labels = np.array([[1, 0, 0], [1, 1, 0], [1, 1, 0]])  # counts 3, 2, 0
+    objective = Objective.for_labels(labels, 3, FinetuneConfig())
+    # the absent label is weighted like the rarest present one (label 1)
+    assert objective.multilabel and objective.weight.tolist() == pytest.approx([2 / 3, 1, 1])
+    logits = torch.zeros(3, 3)
+    assert torch.isfinite(objective.loss(logits, torch.from_numpy(labels).float()))
+
+
+def head_names(arm: torch.nn.Module) -> set[str]:
+    head = {id(p) for p in arm.net.get_classifier().parameters()}
+    return {name for name, p in arm.named_parameters() if id(p) in head}
+
+
+def test_linear_probe_trains_only_the_head_and_leaves_batchnorm_statistics_alone() -> None:
+    torch.manual_seed(0)
+    arm = build_arm(ArmSpec("resnet10t"), num_classes=3)
+    before = {k: v.clone() for k, v in arm.state_dict().items()}
+    assert any(k.endswith("running_mean") for k in before)  # the buffers are covered too
+    (train, labels), (val, _) = split(16, 0), split(8, 1)
+    result = finetune(
+        arm, train, val, val, num_classes=3, train_labels=labels,
+        cfg=FinetuneConfig(max_epochs=2, lr=3e-2, mode="linear"),
+        accelerator=Accelerator(cpu=True),
+    )  # fmt: skip
+    after, head = arm.state_dict(), head_names(arm)
+    assert head == {"net.fc.weight", "net.fc.bias"} and result.mode == "linear"
+    assert result.trained_parameters == sum(after[k].numel() for k in head)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed == head  # every backbone parameter and buffer bit-identical
+
+
+def test_an_unknown_finetune_mode_is_named() -> None:
+    with pytest.raises(ValueError, match="finetune.mode .* got 'probe'"):
+        FinetuneConfig(mode="probe")
+
+
+def test_linear_probe_resumes_after_an_interruption_with_identical_metrics(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = FinetuneConfig(max_epochs=2, patience=2, lr=3e-2, mode="linear")
+    (val, _), (test, _) = split(8, 1), split(8, 2)
+
+    def run(train: DataLoader | DiesAtEpoch, labels: np.ndarray, ckpt):  # type: ignore[no-untyped-def]
+        torch.manual_seed(0)
+        arm = build_arm(ArmSpec("resnet10t"), num_classes=3)
+        return finetune(
+            arm, train, val, test, num_classes=3, train_labels=labels, cfg=cfg,
+            accelerator=Accelerator(cpu=True), checkpoint=ckpt,
+        )  # fmt: skip
+
+    reference = run(*shuffled(16, 0), tmp_path / "ref.pt")
+    with pytest.raises(Interrupt):
+        train, labels = shuffled(16, 0)
+        run(DiesAtEpoch(train, die_at=2), labels, tmp_path / "cut.pt")
+    resumed = run(*shuffled(16, 0), tmp_path / "cut.pt")
+    assert resumed.metrics == reference.metrics and resumed.history == reference.history

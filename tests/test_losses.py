@@ -47,6 +47,19 @@ def test_class_weight_schemes(scheme: str, expected: list[float]) -> None:
     assert class_weights([10, 30, 50], scheme).tolist() == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("counts", [[10, 30, 50], [1, 1000], [50, 10, 30]])
+def test_default_class_weights_give_every_class_a_weight_and_the_rarest_one(
+    counts: list[int],
+) -> None:
+    weights = class_weights(counts)
+    assert (weights > 0).all() and float(weights[counts.index(min(counts))]) == 1.0
+
+
+def test_inverse_weights_an_absent_class_like_the_rarest_present_one() -> None:
+    assert class_weights([0, 10, 20], "inverse").tolist() == [1.0, 1.0, 0.5]
+    assert class_weights([0, 0], "inverse").tolist() == [1.0, 1.0]
+
+
 def test_minmax_weights_of_a_balanced_set_are_ones() -> None:
     assert class_weights([7, 7, 7], "minmax").tolist() == [1.0, 1.0, 1.0]
 

@@ -78,6 +78,7 @@ ABLATIONS: dict[str, Ablation] = {
     "method.params.anti_collapse": Ablation(
         "Anti-collapse (ours)", "ours, beyond the paper", "none", ("none", "center", "variance")
     ),
+    "finetune.mode": Ablation("Fine-tuning", "ours (linear probe)", "e2e", ("e2e", "linear")),
 }
 
 
