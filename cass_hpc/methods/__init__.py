@@ -74,6 +74,6 @@ def method_entry(name: str) -> MethodEntry:
 
 
 __all__ = [
-    "CASS", "CASSPlus", "DINO", "METHODS", "PRETRAIN_METHODS", "MethodEntry", "PretrainMethod", "Progress",
-    "StepOutput", "cass_loss", "dino_loss", "method_entry",
+    "CASS", "CASSPlus", "DINO", "METHODS", "PRETRAIN_METHODS", "MethodEntry", "PretrainMethod",
+    "Progress", "StepOutput", "cass_loss", "dino_loss", "method_entry",
 ]  # fmt: skip
