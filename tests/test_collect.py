@@ -11,8 +11,8 @@ from collect_fixtures import pretrain, result, write_tree
 
 from cass_hpc.collect import main
 from cass_hpc.report import format as fmt
+from cass_hpc.report import plots, settings, tables, timing
 from cass_hpc.report import records as rec
-from cass_hpc.report import settings, tables, timing
 
 CNN = "CASS · CNN (resnet18)"
 VIT = "CASS · ViT (vit_tiny_patch16_224)"
@@ -70,6 +70,15 @@ def test_rows_follow_paper_order_cnn_then_vit_each_dino_cass_supervised() -> Non
         "DINO · ViT (vit_tiny_patch16_224)", "CASS · ViT (vit_tiny_patch16_224)",
         "Supervised · ViT (vit_tiny_patch16_224)",
     ]  # fmt: skip
+
+
+def test_cass_plus_is_labelled_cass_plus_and_sorted_right_after_cass() -> None:
+    methods = ("supervised", "cass_plus", "cass", "dino")
+    records = [result(f"{m}{a}", method=m, arm=a) for a in ("vit", "cnn") for m in methods]
+    labels = [row.split(" · ")[0] for row in table_of(records).index]
+    assert labels == ["DINO", "CASS", "CASS+", "Supervised"] * 2
+    others = {plots._colour(m) for m in ("dino", "cass", "supervised", "an unknown method")}
+    assert plots._colour("cass_plus") not in others
 
 
 def test_fraction_columns_sorted_ascending_in_percent() -> None:

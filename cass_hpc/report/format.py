@@ -1,9 +1,10 @@
 """How the collector writes numbers, durations and row labels, and the paper's row order.
 
 The paper (Tables 2-5) lists DINO, CASS, Supervised for the CNN, then the same three for the
-Transformer; columns are label fractions 1 %, 10 %, 100 %; a cell is ``mean ± variance`` over
-five seeds (App. F.2.1). Variances as small as 3.9e-05 appear there, so tiny values are written
-in scientific notation rather than rounded to zero.
+Transformer; our own CASS+ (``cass_plus``, not in the paper) sits right after CASS. Columns are
+label fractions 1 %, 10 %, 100 %; a cell is ``mean ± variance`` over five seeds (App. F.2.1).
+Variances as small as 3.9e-05 appear there, so tiny values are written in scientific notation
+rather than rounded to zero.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import pandas as pd
 
 MISSING = "—"
 
-METHOD_ORDER = {"dino": 0, "cass": 1, "supervised": 2}
-METHOD_LABELS = {"dino": "DINO", "cass": "CASS", "supervised": "Supervised"}
+# single digits: paper_order sorts on the text "<rank><method>"; 9 = a method not listed here
+METHOD_ORDER = {"dino": 0, "cass": 1, "cass_plus": 2, "supervised": 3}
+METHOD_LABELS = {"dino": "DINO", "cass": "CASS", "cass_plus": "CASS+", "supervised": "Supervised"}
 ARM_ORDER = {"cnn": 0, "vit": 1}
 ARM_LABELS = {"cnn": "CNN", "vit": "ViT"}
 ARM_HEADERS = {"cnn": "CNN", "vit": "Transformer"}  # the ablation tables' column words (App. C)
@@ -75,7 +77,8 @@ def row_label(method: str, arm: str, backbone: str) -> str:
 
 def paper_order(frame: pd.DataFrame) -> pd.DataFrame:
     """Sort rows into paper order: table, setting, arm (CNN, ViT), method (DINO, CASS,
-    Supervised), backbone, label fraction, metric — for whichever of those columns exist."""
+    CASS+, Supervised), backbone, label fraction, metric — for whichever of those columns
+    exist."""
     keys = {
         "arm": lambda s: s.map(lambda a: f"{ARM_ORDER.get(a, 9)}{a}"),
         "method": lambda s: s.map(lambda m: f"{METHOD_ORDER.get(m, 9)}{m}"),

@@ -28,7 +28,8 @@ from cass_hpc.report.format import (
     method_label,
 )
 
-COLOURS = {"dino": "#4C72B0", "cass": "#DD8452", "supervised": "#55A868"}  # per method
+# per method (seaborn "deep"); CASS+ red, apart from CASS's orange
+COLOURS = {"dino": "#4C72B0", "cass": "#DD8452", "cass_plus": "#C44E52", "supervised": "#55A868"}
 OTHER_COLOUR = "#8172B3"
 HATCHES = {"cnn": "", "vit": "//"}  # per arm
 SEED_STYLES = ("-", "--", ":", "-.")  # per seed, in the curves
