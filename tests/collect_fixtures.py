@@ -49,10 +49,31 @@ def result(
     }
 
 
-def pretrain(key: str, wall_s: float, method: str = "cass", images_per_s: float = 100.0) -> dict:
-    """The pretrain block of a record."""
-    return {"key": key, "method": method, "wall_s": wall_s, "epochs": 1,
-            "images_per_s": images_per_s, "loss": [1.0], "spread": {}}  # fmt: skip
+def pretrain(
+    key: str,
+    wall_s: float,
+    method: str = "cass",
+    images_per_s: float = 100.0,
+    *,
+    knn: dict[str, list[float]] | None = None,
+    knn_chance: float | None = 0.25,
+    knn_s: float = 2.0,
+) -> dict:
+    """The pretrain block of a record; with ``knn`` (per arm, one score per epoch from 1) also
+    the k-NN monitor's fields, the last epoch's weights kept. Without it, an old record's block."""
+    block = {"key": key, "method": method, "wall_s": wall_s, "epochs": 1,
+             "images_per_s": images_per_s, "loss": [1.0], "spread": {}}  # fmt: skip
+    if knn is not None:
+        epochs = max(map(len, knn.values()), default=0)
+        block |= {
+            "knn_epochs": list(range(1, epochs + 1)),
+            "knn": knn,
+            "knn_chance": knn_chance,
+            "knn_final": {arm: scores[-1] for arm, scores in knn.items()},
+            "kept": dict.fromkeys(knn, "last"),
+            "knn_s": knn_s,
+        }
+    return block
 
 
 def write_tree(

@@ -181,6 +181,42 @@ def test_parse_record_names_the_problem(raw: object, problem: str) -> None:
     assert problem in str(caught.value)
 
 
+def test_knn_monitor_fields_are_parsed_and_absent_in_an_old_record() -> None:
+    block = pretrain("p", 60.0, knn={"cnn": [0.3, 0.5], "vit": [0.3, 0.4]}, knn_s=3.5)
+    parsed = rec.parse_record(result("x", pretrain=block))
+    assert parsed["pretrain_knn_epochs"] == [1, 2]
+    assert parsed["pretrain_knn"] == {"cnn": [0.3, 0.5], "vit": [0.3, 0.4]}
+    assert parsed["pretrain_knn_chance"] == 0.25 and parsed["pretrain_knn_s"] == 3.5
+    assert (parsed["pretrain_knn_final_cnn"], parsed["pretrain_knn_final_vit"]) == (0.5, 0.4)
+    old = rec.parse_record(result("y", pretrain=pretrain("p", 60.0)))
+    assert old["pretrain_knn"] == {} and old["pretrain_knn_epochs"] == []
+    assert old["pretrain_knn_chance"] is None and old["pretrain_knn_final_cnn"] is None
+    frame = rec.records_frame([parsed, old, rec.parse_record(result("z"))])
+    assert frame["pretrain_knn_final_cnn"].tolist()[0] == 0.5
+    assert frame["pretrain_knn_final_cnn"].isna().tolist() == [False, True, True]
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    [
+        {"knn": [0.5], "knn_epochs": [1]},
+        {"knn": {"cnn": "high"}, "knn_epochs": [1]},
+        {"knn": {"cnn": [0.5, 0.6]}, "knn_epochs": [1]},  # scores do not pair with the epochs
+        {"knn": {"cnn": [0.5]}, "knn_epochs": "1"},
+        {"knn_chance": "1/4", "knn_final": {"cnn": "best"}, "knn_s": -1.0},
+        {"knn_final": [0.5]},
+    ],
+)
+def test_a_malformed_knn_field_is_ignored_like_the_spread_and_the_cell_still_counts(
+    malformed: dict[str, object],
+) -> None:
+    parsed = rec.parse_record(result("x", pretrain=pretrain("p", 60.0) | malformed))
+    assert parsed["metric.macro_f1"] == 0.8 and parsed["pretrain_wall_s"] == 60.0
+    assert parsed["pretrain_knn"] == {} and parsed["pretrain_knn_epochs"] == []
+    assert parsed["pretrain_knn_chance"] is None and parsed["pretrain_knn_s"] is None
+    assert parsed["pretrain_knn_final_cnn"] is None
+
+
 def test_cli_writes_files_with_the_numbers(tmp_path: Path) -> None:
     write_tree(tmp_path, two_seed_records())
     assert main([str(tmp_path), "--no-plots"]) == 0

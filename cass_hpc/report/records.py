@@ -36,7 +36,9 @@ CELL_COLUMNS = (*TABLE_COLUMNS, "setting", *ROW_COLUMNS, "label_fraction")
 PRETRAIN_FIELDS = (
     "pretrain_key", "pretrain_method", "pretrain_wall_s", "pretrain_images_per_s",
     "pretrain_epochs", "pretrain_final_loss", "pretrain_final_spread_cnn",
-    "pretrain_final_spread_vit", "pretrain_loss", "pretrain_spread",
+    "pretrain_final_spread_vit", "pretrain_loss", "pretrain_spread", "pretrain_knn_epochs",
+    "pretrain_knn", "pretrain_knn_chance", "pretrain_knn_final_cnn", "pretrain_knn_final_vit",
+    "pretrain_knn_s",
 )  # fmt: skip
 
 
@@ -126,6 +128,38 @@ def _last(values: object) -> float | None:
     return numbers[-1] if numbers else None
 
 
+def _number_or_none(value: object) -> float | None:
+    return float(value) if _is_number(value) else None
+
+
+def _parse_knn(pretrain: Mapping[str, object]) -> dict[str, object]:
+    """The k-NN health monitor's fields (``cass_hpc.knn``); empty / ``None`` where a record
+    predates the monitor, ran without it or holds something malformed (a diagnostic, like the
+    spread: it never costs the cell its test metrics)."""
+    epochs = pretrain.get("knn_epochs")
+    if not isinstance(epochs, list) or not all(
+        isinstance(e, int) and not isinstance(e, bool) for e in epochs
+    ):
+        epochs = []
+    knn = pretrain.get("knn") if isinstance(pretrain.get("knn"), dict) else {}
+    curves = {  # an arm's scores count only when they pair one to one with the epochs scored
+        str(arm): [float(v) if _is_number(v) else math.nan for v in values]
+        for arm, values in knn.items()
+        if isinstance(values, list) and values and len(values) == len(epochs)
+    }
+    final = pretrain.get("knn_final") if isinstance(pretrain.get("knn_final"), dict) else {}
+    knn_s = _number_or_none(pretrain.get("knn_s"))
+    return {
+        "pretrain_knn_epochs": epochs if curves else [],
+        "pretrain_knn": curves,
+        "pretrain_knn_chance": _number_or_none(pretrain.get("knn_chance")),
+        # the score of the weights fine-tuning got (keep=best_knn: maybe an earlier epoch's)
+        "pretrain_knn_final_cnn": _number_or_none(final.get("cnn")),
+        "pretrain_knn_final_vit": _number_or_none(final.get("vit")),
+        "pretrain_knn_s": None if knn_s is None or knn_s < 0 else knn_s,
+    }
+
+
 def _parse_pretrain(pretrain: object, method: str) -> dict[str, object]:
     """The pretraining fields of a record; all ``None`` for a cell without pretraining."""
     if pretrain is None:
@@ -155,6 +189,7 @@ def _parse_pretrain(pretrain: object, method: str) -> dict[str, object]:
         "pretrain_final_spread_vit": _last(spread.get("vit")),
         "pretrain_loss": _numbers(pretrain.get("loss")),  # per epoch, for the plots
         "pretrain_spread": {str(arm): _numbers(values) for arm, values in spread.items()},
+        **_parse_knn(pretrain),
     }
 
 
@@ -241,11 +276,14 @@ def records_frame(records: Iterable[Mapping[str, object]]) -> pd.DataFrame:
             frame[column] = pd.Series(dtype=object)
     if "setting" in frame:
         frame["setting"] = frame["setting"].fillna("")
-    for column in ("overrides", "history", "pretrain_loss", "pretrain_spread"):
+    for column in ("overrides", "history", "pretrain_loss", "pretrain_spread",
+                   "pretrain_knn_epochs", "pretrain_knn"):  # fmt: skip
         if column not in frame:
             frame[column] = pd.Series([None] * len(frame), dtype=object)
     for column in ("pretrain_wall_s", "pretrain_images_per_s", "pretrain_final_loss",
-                   "pretrain_final_spread_cnn", "pretrain_final_spread_vit"):  # fmt: skip
+                   "pretrain_final_spread_cnn", "pretrain_final_spread_vit",
+                   "pretrain_knn_chance", "pretrain_knn_final_cnn", "pretrain_knn_final_vit",
+                   "pretrain_knn_s"):  # fmt: skip
         frame[column] = pd.to_numeric(frame.get(column), errors="coerce")
     frame["collapsed"] = frame.get("collapsed", pd.Series(False, index=frame.index)).fillna(False)
     frame["synthetic"] = frame.get("synthetic", pd.Series(False, index=frame.index)).fillna(False)
