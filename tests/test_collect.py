@@ -316,6 +316,31 @@ def test_pretrain_table_shows_final_loss_and_each_nets_spread_to_reveal_collapse
     assert row["Final spread CNN / ViT"] == "1 / 0.05"
 
 
+def test_pretrain_table_shows_each_nets_mean_final_knn_with_chance_and_monitor_time() -> None:
+    def knn_run(key: str, seed: int, method: str, arm: str, knn: dict) -> dict[str, object]:
+        block = pretrain(key, 60.0, method, knn=knn, knn_s=2.0 + seed)
+        return result(f"{key}-{arm}", method=method, arm=arm, seed=seed, pretrain=block)
+
+    records = [
+        *(knn_run(f"c{s}", s, "cass", "cnn", {"cnn": [0.3, c], "vit": [0.3, v]})
+          for s, c, v in ((0, 0.50, 0.46), (1, 0.54, 0.48))),
+        knn_run("d-cnn", 0, "dino", "cnn", {"cnn": [0.4]}),  # DINO: one net per run, no ViT run
+        # a run from before the monitor
+        result("plus", method="cass_plus", pretrain=pretrain("old", 60.0, "cass_plus")),
+    ]  # fmt: skip
+    table = timing.pretrain_table(timing.pretrain_summary(frame_of(records))).cells
+    assert table.loc["CASS", "k-NN CNN / ViT (chance)"] == "0.52 / 0.47 (0.25)"
+    assert table.loc["CASS", "Monitor s"] == "2.5"
+    assert table.loc["DINO", "k-NN CNN / ViT (chance)"] == "0.40 / — (0.25)"
+    assert table.loc["CASS+", "k-NN CNN / ViT (chance)"] == "—"
+    assert table.loc["CASS+", "Monitor s"] == "—"
+    assert timing.format_knn(0.5, None, None) == "0.50 / —"  # chance unknown: left out
+    assert list(table.columns)[:8] == [
+        "Pretraining time per seed (mean ± std)", "Seconds", "Total (all seeds)",
+        "Runs per seed", "Images/s", "Seeds", "Final loss", "Final spread CNN / ViT",
+    ]  # fmt: skip
+
+
 def test_synthetic_results_are_marked_in_the_title(tmp_path: Path) -> None:
     write_tree(tmp_path, [result("c") | {"synthetic": True}])
     assert main([str(tmp_path), "--no-plots"]) == 0

@@ -29,7 +29,8 @@ GROUP = (*TABLE_COLUMNS, "setting")
 PRETRAIN_COLUMNS = (
     *GROUP, "method", "seeds", "runs", "runs_per_seed_min", "runs_per_seed_max",
     "wall_s_total", "wall_s_mean", "wall_s_std", "images_per_s_mean", "final_loss_mean",
-    "final_spread_cnn_mean", "final_spread_vit_mean",
+    "final_spread_cnn_mean", "final_spread_vit_mean", "knn_final_cnn_mean",
+    "knn_final_vit_mean", "knn_chance", "knn_s_mean",
 )  # fmt: skip
 TIMING_COLUMNS = (
     *TABLE_COLUMNS, "dino_s", "cass_s", "dino_seeds", "cass_seeds", "dino_runs", "cass_runs",
@@ -61,7 +62,9 @@ def pretrain_per_seed(frame: pd.DataFrame) -> pd.DataFrame:
 
 def pretrain_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (experiment, dataset, setting, method): seeds, runs, total and per-seed mean/std
-    wall time, images/s, final loss and each net's final output spread."""
+    wall time, images/s, final loss, each net's final output spread and, from the k-NN health
+    monitor (``cass_hpc.knn``), each net's score as handed to fine-tuning, the chance level and
+    the monitor's seconds per run (not in the wall time); means over the runs that have them."""
     per_seed = pretrain_per_seed(frame)
     if per_seed.empty:
         return pd.DataFrame(columns=list(PRETRAIN_COLUMNS))
@@ -80,11 +83,28 @@ def pretrain_summary(frame: pd.DataFrame) -> pd.DataFrame:
     summary["final_loss_mean"] = runs["pretrain_final_loss"].mean()
     summary["final_spread_cnn_mean"] = runs["pretrain_final_spread_cnn"].mean()
     summary["final_spread_vit_mean"] = runs["pretrain_final_spread_vit"].mean()
+    summary["knn_final_cnn_mean"] = runs["pretrain_knn_final_cnn"].mean()
+    summary["knn_final_vit_mean"] = runs["pretrain_knn_final_vit"].mean()
+    summary["knn_chance"] = runs["pretrain_knn_chance"].mean()  # one validation split: one value
+    summary["knn_s_mean"] = runs["pretrain_knn_s"].mean()
     return paper_order(summary.reset_index()).reset_index(drop=True)[list(PRETRAIN_COLUMNS)]
 
 
 def _number(value: object) -> str:
     return MISSING if value is None or pd.isna(value) else f"{float(value):.4g}"
+
+
+def _score(value: object) -> str:
+    return MISSING if value is None or pd.isna(value) else f"{float(value):.2f}"
+
+
+def format_knn(cnn: float | None, vit: float | None, chance: float | None) -> str:
+    """``0.52 / 0.47 (0.25)``: the final k-NN score of the CNN / the ViT (chance level); ``—``
+    for an arm without one, and alone when neither has one (a run before the monitor)."""
+    if pd.isna(cnn) and pd.isna(vit):
+        return MISSING
+    scores = f"{_score(cnn)} / {_score(vit)}"
+    return scores if chance is None or pd.isna(chance) else f"{scores} ({_score(chance)})"
 
 
 def pretrain_table(summary: pd.DataFrame, title: str = "") -> Table:
@@ -107,6 +127,10 @@ def pretrain_table(summary: pd.DataFrame, title: str = "") -> Table:
             "Final spread CNN / ViT": (
                 f"{_number(item.final_spread_cnn_mean)} / {_number(item.final_spread_vit_mean)}"
             ),
+            "k-NN CNN / ViT (chance)": format_knn(
+                item.knn_final_cnn_mean, item.knn_final_vit_mean, item.knn_chance
+            ),
+            "Monitor s": MISSING if pd.isna(item.knn_s_mean) else f"{item.knn_s_mean:.1f}",
         }
     cells = pd.DataFrame.from_dict(rows, orient="index", dtype=object)
     cells.index.name = "Method"
