@@ -8,10 +8,13 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 from collect_fixtures import paper_grid, write_tree
+from matplotlib.figure import Figure
 from PIL import Image
 
 from cass_hpc.collect import main
 from cass_hpc.report import plots
+from cass_hpc.report.records import parse_record, records_frame
+from cass_hpc.report.timing import pretrain_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 HISTORY = [{"epoch": e, "val_loss": 1.0 / e, "val_micro_f1": 0.5 + 0.1 * e} for e in (1, 2, 3)]
@@ -25,7 +28,51 @@ def grid_with_curves() -> list[dict[str, object]]:
         if record["pretrain"]:
             spread = {"cnn": [3.0, 2.0, 1.5], "vit": [2.0, 0.5, 0.05]}
             record["pretrain"] |= {"loss": [0.5, 0.2, 0.1], "spread": spread}
+            if record["method"] == "cass":  # DINO's runs predate the k-NN monitor
+                record["pretrain"] |= KNN
     return records
+
+
+KNN = {"knn_epochs": [1, 3], "knn": {"cnn": [0.3, 0.6], "vit": [0.3, 0.4]}, "knn_chance": 0.25,
+       "knn_final": {"cnn": 0.6, "vit": 0.4}, "kept": {"cnn": "last", "vit": "last"},
+       "knn_s": 1.5}  # fmt: skip
+
+
+def pretrain_figure(records: list[dict[str, object]], monkeypatch: pytest.MonkeyPatch) -> Figure:
+    """The figure :func:`plots.pretrain_curves` draws for ``records`` (drawn, not written)."""
+    drawn: list[Figure] = []
+    monkeypatch.setattr(plots, "save", lambda figure, path: drawn.append(figure) or path)
+    frame = records_frame(parse_record(r) for r in records)
+    assert plots.pretrain_curves(pretrain_runs(frame), "t", Path("unused.png")) is not None
+    return drawn[0]
+
+
+def test_pretrain_curves_draw_each_nets_knn_per_scored_epoch_with_a_dotted_chance_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = [r for r in grid_with_curves() if r["pretrain"] and r["label_fraction"] == 0.1]
+    figure = pretrain_figure(records, monkeypatch)
+    assert len(figure.axes) == 3 and figure.get_size_inches()[0] >= 15
+    knn_axes = figure.axes[2]
+    assert knn_axes.get_title() == "k-NN (validation, leave-one-out)"
+    curves = [line for line in knn_axes.lines if line.get_label() != "chance"]
+    # CASS seeds 0 and 1, both nets; DINO (4 runs, one net each) predates the monitor: no line
+    assert sorted(line.get_label() for line in curves) == [
+        "CASS s0 cnn", "CASS s0 vit", "CASS s1 cnn", "CASS s1 vit"
+    ]  # fmt: skip
+    assert all(list(line.get_xdata()) == [1, 3] for line in curves)
+    cnn = next(line for line in curves if line.get_label() == "CASS s0 cnn")
+    assert list(cnn.get_ydata()) == [0.3, 0.6] and cnn.get_linestyle() == "-"
+    assert cnn.get_color() == plots._colour("cass")
+    (chance,) = [line for line in knn_axes.lines if line.get_label() == "chance"]
+    assert chance.get_linestyle() == ":" and list(chance.get_ydata()) == [0.25, 0.25]
+
+
+def test_pretrain_curves_of_runs_before_the_knn_monitor_leave_the_knn_panel_empty(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = [r for r in paper_grid() if r["pretrain"]][:2]
+    assert len(pretrain_figure(records, monkeypatch).axes[2].lines) == 0
 
 
 def test_plots_are_valid_pngs_and_their_paths_are_printed(

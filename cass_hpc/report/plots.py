@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -91,17 +92,21 @@ def results_bars(rows: pd.DataFrame, metric: str, title: str, path: Path) -> Pat
 
 
 def pretrain_curves(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
-    """Per pretraining run (one line per method · seed · setting): loss per epoch (left) and
-    each net's output spread per epoch (right; near 0 = collapsed)."""
+    """Per pretraining run (one line per method · seed · setting): loss per epoch (left), each
+    net's output spread per epoch (middle; near 0 = collapsed) and each net's k-NN health score
+    on the validation split per scored epoch (right; a dotted line at chance, ``cass_hpc.knn``).
+    A run from before the k-NN monitor has no line in the right panel."""
     runs = runs[runs["pretrain_loss"].map(lambda v: isinstance(v, list) and len(v) > 0)]
     if runs.empty:
         return None
-    figure = Figure(figsize=(11.0, 4.0))
-    loss_axes, spread_axes = figure.subplots(1, 2)
+    figure = Figure(figsize=(16.0, 4.0))
+    loss_axes, spread_axes, knn_axes = figure.subplots(1, 3)
     order = runs.assign(_m=runs["method"].map(lambda m: METHOD_ORDER.get(m, 9)))
     for run in order.sort_values(["_m", "setting", "seed", "arm"]).itertuples(index=False):
+        spread = run.pretrain_spread or {}
+        knn = run.pretrain_knn if isinstance(run.pretrain_knn, dict) else {}
         # a run that trained one net (DINO: one per backbone) is named by it; the record says so
-        per_arm = len(run.pretrain_spread or {}) == 1
+        per_arm = len(spread or knn) == 1
         name = f"{method_label(run.method)}{f' {run.arm}' if per_arm else ''} s{run.seed}" + (
             f" {run.setting}" if run.setting else ""
         )
@@ -109,23 +114,40 @@ def pretrain_curves(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
         marker = _SEED_MARKERS[int(run.seed) % len(_SEED_MARKERS)]  # seeds apart at one colour
         loss_axes.plot(epochs, run.pretrain_loss, marker=marker, color=_colour(run.method),
                        label=name)  # fmt: skip
-        for arm, values in (run.pretrain_spread or {}).items():
+        for arm, values in spread.items():
             if values:
                 style = "-" if arm == "cnn" else "--"
                 spread_axes.plot(range(1, len(values) + 1), values, style, marker=marker,
                                  color=_colour(run.method), label=f"{name} {arm}")  # fmt: skip
+        for arm, values in knn.items():  # parsed: one score per entry of pretrain_knn_epochs
+            style = "-" if arm == "cnn" else "--"
+            knn_axes.plot(run.pretrain_knn_epochs, values, style, marker=marker,
+                          color=_colour(run.method), label=f"{name} {arm}")  # fmt: skip
     loss_axes.set(xlabel="pretraining epoch", ylabel="loss (mean per epoch)", title="loss")
     spread_axes.set(xlabel="pretraining epoch", ylabel="output spread (0 = collapsed)",
                     title="output spread per net (— CNN, -- ViT)")  # fmt: skip
     if spread_axes.lines and all(min(line.get_ydata()) > 0 for line in spread_axes.lines):
         spread_axes.set_yscale("log")
-    for axes in (loss_axes, spread_axes):
+    if knn_axes.lines:
+        _chance_lines(knn_axes, runs)
+    knn_axes.set(xlabel="pretraining epoch", ylabel="balanced accuracy (— CNN, -- ViT)",
+                 title="k-NN (validation, leave-one-out)")  # fmt: skip
+    for axes in (loss_axes, spread_axes, knn_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axes.lines:
             axes.legend(fontsize=6)
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return save(figure, path)
+
+
+def _chance_lines(axes: Axes, runs: pd.DataFrame) -> None:
+    """A dotted line at each chance level of the runs' k-NN monitor (one per validation split;
+    none when no run recorded one), labelled "chance" once."""
+    levels = sorted(pd.to_numeric(runs["pretrain_knn_chance"], errors="coerce").dropna().unique())
+    for i, level in enumerate(levels):
+        axes.axhline(level, linestyle=":", color="grey", linewidth=1.0,
+                     label="chance" if i == 0 else None)  # fmt: skip
 
 
 def _curve(history: object, key: str) -> list[float]:
