@@ -1,0 +1,120 @@
+"""The k-NN health monitor: a collapsed net scores at chance, a healthy one above it; the scores
+land in pretrain.json; keep=best_knn hands over the best-scoring weights."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from torch.utils.data import DataLoader, TensorDataset
+
+from cass_hpc import store
+from cass_hpc.knn import KnnMonitor, chance_level, knn_score
+from cass_hpc.methods.cass import CASS
+from cass_hpc.models import ArmSpec, build_arm
+from cass_hpc.pretrain import PretrainConfig, pretrain
+
+
+def clusters(n_per_class: int, classes: int, noise: float, seed: int = 0) -> tuple:
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(classes, 16, generator=generator)
+    labels = np.repeat(np.arange(classes), n_per_class)
+    features = centres[labels] + noise * torch.randn(len(labels), 16, generator=generator)
+    return features, labels
+
+
+def test_separable_features_score_near_one_and_noise_near_chance() -> None:
+    features, labels = clusters(10, 4, noise=0.1)
+    assert knn_score(features, labels) == pytest.approx(1.0)
+    noise = torch.randn(200, 16, generator=torch.Generator().manual_seed(1))
+    assert abs(knn_score(noise, np.arange(200) % 4) - 0.25) < 0.1
+
+
+def test_a_collapsed_representation_scores_exactly_chance() -> None:
+    """Features that all point one way, with differences below half precision's resolution (a
+    collapsed CASS ViT: every pairwise cosine > 0.9997), give each class the same vote."""
+    features, labels = clusters(10, 4, noise=0.1)
+    collapsed = torch.ones(40, 16) + 1e-5 * features
+    assert knn_score(collapsed, labels) == chance_level(labels) == 0.25
+    imbalanced = np.array([0] * 30 + [1] * 7 + [2] * 3)  # a constant vote ignores class sizes
+    assert knn_score(collapsed, imbalanced) == pytest.approx(1 / 3)
+
+
+def test_multilabel_scores_each_label_and_chance_is_one_half() -> None:
+    features, labels = clusters(10, 2, noise=0.1)
+    noise = np.random.default_rng(0).integers(0, 2, 20)
+    multi = np.stack([labels == 0, labels == 1, noise], axis=1).astype(np.int64)
+    assert chance_level(multi) == 0.5
+    score = knn_score(features, multi)  # two labels follow the clusters, one is noise
+    assert 0.6 < score < 1.0 and knn_score(features, multi[:, :2]) == 1.0
+    assert knn_score(torch.ones(20, 16), multi) == 0.5
+
+
+def test_bad_input_is_refused_naming_the_shapes() -> None:
+    with pytest.raises(ValueError, match=r"got \(3, 4\) for 2 labels"):
+        knn_score(torch.zeros(3, 4), np.array([0, 1]))
+    with pytest.raises(ValueError, match="k=0"):
+        knn_score(torch.zeros(3, 4), np.array([0, 1, 1]), k=0)
+
+
+def tiny_cass(seed: int = 0) -> CASS:
+    torch.manual_seed(seed)
+    cnn = build_arm(ArmSpec("resnet10t"), num_classes=8)
+    vit = build_arm(ArmSpec("vit_tiny_patch16_224", {"img_size": 16, "depth": 1}), num_classes=8)
+    return CASS(cnn=cnn, vit=vit)
+
+
+def data(n: int, seed: int) -> DataLoader:
+    """Images whose mean colour is their class (a cue any net picks up)."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 4
+    tint = torch.eye(4, 3)[labels].view(n, 3, 1, 1)
+    images = (0.3 * torch.rand(n, 3, 16, 16, generator=generator) + 0.6 * tint).clamp(0, 1)
+    return DataLoader(TensorDataset(images, labels), batch_size=8, shuffle=False)
+
+
+CFG = PretrainConfig(epochs=3, batch_size=8, swa=False, knn_k=5)
+
+
+def test_pretraining_records_each_nets_score_per_epoch_and_method_cass_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    accelerator = Accelerator(cpu=True)
+    watched = pretrain(tiny_cass(), data(16, 0), CFG, tmp_path / "on", accelerator,
+                       KnnMonitor(data(24, 1), k=5))  # fmt: skip
+    record = store.read_json(tmp_path / "on" / "pretrain.json")
+    assert record["knn_epochs"] == [1, 2, 3] and set(record["knn"]) == {"cnn", "vit"}
+    assert record["knn_chance"] == 0.25 and set(record["knn_final"]) == {"cnn", "vit"}
+    assert record["kept"] == {"cnn": "last", "vit": "last"} and record["knn_s"] > 0
+    # the monitor only looks: the same losses and weights without it
+    plain = pretrain(tiny_cass(), data(16, 0), replace(CFG, knn_every=0), tmp_path / "off",
+                     accelerator)  # fmt: skip
+    assert plain.loss == watched.loss and plain.knn == {}
+    for arm in ("cnn", "vit"):
+        on = torch.load(tmp_path / "on" / f"{arm}.pt", weights_only=True)
+        off = torch.load(tmp_path / "off" / f"{arm}.pt", weights_only=True)
+        assert all(torch.equal(on[k], off[k]) for k in on)
+
+
+def test_keep_best_knn_hands_over_the_best_scoring_weights(tmp_path: Path) -> None:
+    cfg = replace(CFG, keep="best_knn", lr=0.05)  # a high LR: later epochs may score worse
+    result = pretrain(tiny_cass(), data(16, 0), cfg, tmp_path, Accelerator(cpu=True),
+                      KnnMonitor(data(24, 1), k=5))  # fmt: skip
+    for arm, scores in result.knn.items():
+        assert result.knn_final[arm] == max([*scores, result.knn_final[arm]])
+        if result.kept[arm] != "last":
+            epoch = int(result.kept[arm].split()[1])
+            assert result.knn_final[arm] == scores[result.knn_epochs.index(epoch)]
+
+
+def test_keep_best_knn_without_the_monitor_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="best_knn needs the k-NN monitor"):
+        pretrain(tiny_cass(), data(16, 0), replace(CFG, keep="best_knn"), tmp_path,
+                 Accelerator(cpu=True))  # fmt: skip
+    with pytest.raises(ValueError, match="'newest'"):
+        pretrain(tiny_cass(), data(16, 0), replace(CFG, keep="newest"), tmp_path,
+                 Accelerator(cpu=True))  # fmt: skip
