@@ -13,10 +13,14 @@ from accelerate import Accelerator
 from torch.utils.data import DataLoader, TensorDataset
 
 from cass_hpc import store
+from cass_hpc.cell import CellSpec, run_cell
+from cass_hpc.collect import main as collect_main
+from cass_hpc.finetune import FinetuneConfig
 from cass_hpc.knn import KnnMonitor, chance_level, knn_score
 from cass_hpc.methods.cass import CASS
 from cass_hpc.models import ArmSpec, build_arm
 from cass_hpc.pretrain import PretrainConfig, pretrain
+from preprocess.__main__ import main
 
 
 def clusters(n_per_class: int, classes: int, noise: float, seed: int = 0) -> tuple:
@@ -118,3 +122,44 @@ def test_keep_best_knn_without_the_monitor_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="'newest'"):
         pretrain(tiny_cass(), data(16, 0), replace(CFG, keep="newest"), tmp_path,
                  Accelerator(cpu=True))  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def shapes64(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("data") / "shapes64"
+    assert main(["synthetic", "shapes", str(out), "--per-class", "100", "--image-size", "64"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_monitor_falls_to_chance_when_cass_collapses_and_not_with_cass_plus(
+    shapes64: Path, tmp_path: Path
+) -> None:
+    """The demo's pair at 64 px: the paper's CASS collapses its ViT within a few epochs (the
+    k-NN score reaches chance and stays); CASS+ does not. The scores reach pretrain.json, the
+    collector's pretraining table and its plot."""
+    arms = {
+        "cnn": ArmSpec("resnet10t"),
+        "vit": ArmSpec("vit_tiny_patch16_224", {"img_size": 64}),
+    }
+    records = {}
+    for method in ("cass", "cass_plus"):
+        spec = CellSpec(
+            experiment="monitor", store_root=tmp_path / "runs", dataset_path=shapes64,
+            image_size=64, method=method, pretrain=PretrainConfig(epochs=5, knn_k=10),
+            method_params={}, arms=arms, out_dim=1000, arm="vit", label_fraction=1.0, seed=0,
+            finetune=FinetuneConfig(max_epochs=1), threads=2,
+        )  # fmt: skip
+        records[method] = run_cell(spec)["pretrain"]
+    chance = records["cass"]["knn_chance"]
+    assert chance == 0.25
+    collapsed, healthy = records["cass"]["knn"]["vit"], records["cass_plus"]["knn"]["vit"]
+    assert collapsed[-2:] == [chance, chance] and records["cass"]["knn_final"]["vit"] == chance
+    assert min(healthy) > chance + 0.05 and records["cass_plus"]["knn_final"]["vit"] > chance
+    pretrain_json = next((tmp_path / "runs" / "pretrain").glob("cass-cnn-vit-*/pretrain.json"))
+    assert store.read_json(pretrain_json)["knn"]["vit"] == collapsed
+
+    assert collect_main([str(tmp_path / "runs"), "--out", str(tmp_path / "summary")]) == 0
+    table = (tmp_path / "summary" / "pretrain_time.md").read_text()
+    assert "k-NN CNN / ViT (chance)" in table and "/ 0.25 (0.25)" in table  # CASS's ViT
+    assert list((tmp_path / "summary" / "plots").glob("*pretrain*.png"))
