@@ -45,10 +45,11 @@ def test_every_experiment_is_covered() -> None:
 
 # Run elsewhere in the default suite: demo (tests/test_run.py, through the local stage launcher),
 # paper (tests/test_slurm.py, as a SLURM DAG). The default suite keeps anti_collapse; the rest
-# run in make test-slow (ablation_pairs: ViT-L, ResNet-200, DenseNet-161, Swin-B, ~2 min).
+# run in make test-slow (ablation_pairs: ViT-L, ResNet-200, DenseNet-161, Swin-B, ~2 min; recipes:
+# DINO, CASS, CASS+ and supervised).
 ELSEWHERE = {"demo", "paper"}
 SLOW = {"ablation_pairs", "ablation_augment", "ablation_head", "ablation_init", "ablation_swa",
-        "ablation_epochs", "ablation_batch", "ablation_optimizer"}  # fmt: skip
+        "ablation_epochs", "ablation_batch", "ablation_optimizer", "recipes"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
