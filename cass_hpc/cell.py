@@ -173,8 +173,11 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
     knn = None
     if spec.pretrain.knn_every:  # the health monitor sees the validation split, unaugmented
         val = ShardDataset(manifest, "val", eval_transform(spec.image_size))
-        val_loader = make_loader(val, 64, train=False, seed=spec.seed, workers=0)
-        knn = KnnMonitor(val_loader, spec.pretrain.knn_k)
+        if len(val) >= 2:
+            val_loader = make_loader(val, 64, train=False, seed=spec.seed, workers=0)
+            knn = KnnMonitor(val_loader, spec.pretrain.knn_k)
+        else:  # pretrain() refuses keep=best_knn without it
+            log.warning("the k-NN monitor is off: the validation split has %d image(s)", len(val))
     log.info("pretraining %s on %d images -> %s", spec.method, len(data), out_dir)
     pretrain(method, loader, spec.pretrain, out_dir, accelerator, knn)
 
