@@ -54,6 +54,11 @@ class DagLocalLauncher(StageLauncher, LocalLauncher):
         self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
     ) -> Sequence[JobReturn]:
         plan, configs = self.plan(job_overrides)
+        # every stage's configuration now, at launch: a pretraining composed only when its slot
+        # frees would read the config files as they are then (edited meanwhile: another store)
+        configs.update(
+            {p.overrides: self.compose(p.overrides) for p in plan.pending_pretrainings()}
+        )
         sweep_dir(self.config)
         executor = submitit.AutoExecutor(cluster="local", folder=self.params["submitit_folder"])
         executor.update_parameters(timeout_min=self.params.get("timeout_min", 120))
@@ -72,8 +77,7 @@ class DagLocalLauncher(StageLauncher, LocalLauncher):
         nums = {c.key: first + i for i, c in enumerate(plan.cells)}
         nums.update({k: first + len(plan.cells) + i for i, k in enumerate(plan.pretrainings)})
 
-        def submit(stage: PretrainStage | CellStage, cfg: DictConfig | None) -> submitit.Job:
-            cfg = cfg if cfg is not None else self.compose(stage.overrides)  # stage=pretrain
+        def submit(stage: PretrainStage | CellStage, cfg: DictConfig) -> submitit.Job:
             return executor.submit(self, *self.job_args(stage.overrides, cfg, nums[stage.key]))
 
         return submit
@@ -110,7 +114,7 @@ def run_stages(
                                 overrides=list(stage.overrides))  # fmt: skip
             while len(running) < parallelism and (nxt := next(filter(ready, queue), None)):
                 queue.remove(nxt)
-                running[nxt.key] = (nxt, submit(nxt, configs.get(nxt.overrides)))
+                running[nxt.key] = (nxt, submit(nxt, configs[nxt.overrides]))
             if not running and queue and not any(map(ready, queue)):
                 raise RuntimeError(f"stages that can never start: {[s.name for s in queue]}")
             time.sleep(POLL_S)
