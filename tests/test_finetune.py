@@ -81,9 +81,9 @@ def shuffled(n: int, seed: int) -> tuple[DataLoader, np.ndarray]:
     return DataLoader(loader.dataset, batch_size=8, shuffle=True, generator=g), labels
 
 
-def test_resume_after_an_interruption_gives_identical_metrics(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    cfg = FinetuneConfig(max_epochs=4, patience=4, lr=3e-3)
-    (val, _), (test, _) = split(12, 1), split(12, 2)
+def runner(cfg: FinetuneConfig, n_eval: int):  # type: ignore[no-untyped-def]
+    """A fine-tuning of a fresh seeded resnet10t on (train, labels), checkpointing to ``ckpt``."""
+    (val, _), (test, _) = split(n_eval, 1), split(n_eval, 2)
 
     def run(train: DataLoader | DiesAtEpoch, labels: np.ndarray, ckpt):  # type: ignore[no-untyped-def]
         torch.manual_seed(0)
@@ -93,6 +93,11 @@ def test_resume_after_an_interruption_gives_identical_metrics(tmp_path) -> None:
             accelerator=Accelerator(cpu=True), checkpoint=ckpt,
         )  # fmt: skip
 
+    return run
+
+
+def test_resume_after_an_interruption_gives_identical_metrics(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    run = runner(FinetuneConfig(max_epochs=4, patience=4, lr=3e-3), 12)
     train, labels = shuffled(24, 0)
     reference = run(train, labels, tmp_path / "ref.pt")
 
@@ -169,17 +174,7 @@ def test_an_unknown_finetune_mode_is_named() -> None:
 
 
 def test_linear_probe_resumes_after_an_interruption_with_identical_metrics(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    cfg = FinetuneConfig(max_epochs=2, patience=2, lr=3e-2, mode="linear")
-    (val, _), (test, _) = split(8, 1), split(8, 2)
-
-    def run(train: DataLoader | DiesAtEpoch, labels: np.ndarray, ckpt):  # type: ignore[no-untyped-def]
-        torch.manual_seed(0)
-        arm = build_arm(ArmSpec("resnet10t"), num_classes=3)
-        return finetune(
-            arm, train, val, test, num_classes=3, train_labels=labels, cfg=cfg,
-            accelerator=Accelerator(cpu=True), checkpoint=ckpt,
-        )  # fmt: skip
-
+    run = runner(FinetuneConfig(max_epochs=2, patience=2, lr=3e-2, mode="linear"), 8)
     reference = run(*shuffled(16, 0), tmp_path / "ref.pt")
     with pytest.raises(Interrupt):
         train, labels = shuffled(16, 0)
