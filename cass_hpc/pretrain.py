@@ -280,9 +280,8 @@ def pretrain(
     for a, net in method.trained_arms().items():
         finals[a] = net
         if a in averaged and not cfg.paper_compat:  # the notebooks' SWA was never applied
-            update_bn(
-                _first_views(loader), averaged[a], device=device
-            )  # BN statistics of the averaged weights
+            # BN statistics of the averaged weights
+            update_bn(_first_views(loader), averaged[a], device=device)
             finals[a] = averaged[a].module
     if knn is not None:
         t0 = time.perf_counter()
