@@ -54,7 +54,8 @@ class CollapseMonitor:
                 f"COLLAPSE: the {arm} net's output spread has been below {self.threshold} for "
                 f"{self.epochs} epoch(s) (epoch {epoch}: {value:.4g}; 0 = every image maps to one "
                 "direction). Its fine-tuning starts from a degenerate representation; try "
-                "method.params.anti_collapse=center or variance, or local pretrained weights."
+                'method=cass_plus (README, "Pretraining health and recipes"), or local pretrained '
+                "weights."
             )
             if self.action == "stop":
                 raise CollapseError(message + " Stopped (pretrain.collapse_action=stop).")

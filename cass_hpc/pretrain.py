@@ -62,6 +62,16 @@ class PretrainConfig:
     # cosine stepped per batch (LR cycles every 2·t_max steps). For comparison only.
     paper_compat: bool = False
 
+    def __post_init__(self) -> None:  # checked when a grid is planned, before anything runs
+        if self.keep not in KEEP:
+            raise ValueError(f"pretrain.keep must be one of {KEEP}, got {self.keep!r}")
+        if self.knn_every < 0:
+            raise ValueError(f"pretrain.knn_every must be >= 0 (0 = off), got {self.knn_every}")
+        if self.knn_k < 1:
+            raise ValueError(f"pretrain.knn_k must be >= 1, got {self.knn_k}")
+        if self.keep == "best_knn" and not self.knn_every:
+            raise ValueError("pretrain.keep=best_knn needs the k-NN monitor (knn_every >= 1)")
+
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN/Inf; the last good checkpoint is left intact."""
@@ -156,11 +166,7 @@ def pretrain(
     """
     if cfg.epochs < 1:
         raise ValueError(f"pretrain.epochs must be >= 1, got {cfg.epochs}")
-    if cfg.keep not in KEEP:
-        raise ValueError(f"pretrain.keep must be one of {KEEP}, got {cfg.keep!r}")
-    if cfg.knn_every < 0:
-        raise ValueError(f"pretrain.knn_every must be >= 0 (0 = off), got {cfg.knn_every}")
-    if cfg.keep == "best_knn" and (knn is None or not cfg.knn_every):
+    if cfg.keep == "best_knn" and knn is None:
         raise ValueError("pretrain.keep=best_knn needs the k-NN monitor (pretrain.knn_every >= 1)")
     knn = knn if cfg.knn_every else None
     arms = dict(method.arms.items())

@@ -53,3 +53,12 @@ def test_every_backbone_pair_composes_and_builds(pair: str) -> None:
         net = build_arm(arm, num_classes=3)
         with torch.no_grad():
             assert net(torch.rand(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_a_bad_monitor_setting_fails_when_the_config_is_read_so_a_grid_queues_nothing() -> None:
+    """The launchers build every cell's spec before anything runs (stage_launcher.plan)."""
+    with pytest.raises(ValueError, match="pretrain.keep must be one of .* got 'newest'"):
+        compose_spec("method=cass_plus", "pretrain.keep=newest")
+    with pytest.raises(ValueError, match="best_knn needs the k-NN monitor"):
+        compose_spec("pretrain.keep=best_knn", "pretrain.knn_every=0")
+    assert compose_spec("method=cass_plus").method_params["views"] == 2

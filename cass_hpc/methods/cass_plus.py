@@ -17,7 +17,8 @@ and borrows three pieces from the non-contrastive literature:
   two nets' projections.
 
 Loss = ``λ·MSE(z_cnn, z_vit) + μ·[v(z_cnn) + v(z_vit)] + ν·[c(z_cnn) + c(z_vit)]`` with VICReg's
-λ = μ = 25, ν = 1. ``README.md`` ("Pretraining recipes") has the measurements behind each choice.
+λ = μ = 25, ν = 1. ``README.md`` ("Pretraining health and recipes") has the measurements behind
+each choice.
 """
 
 from __future__ import annotations

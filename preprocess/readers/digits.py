@@ -7,8 +7,9 @@ counts 0–16 from 32×32 bitmaps, about 180 per class. They are real images, no
 variation between writers is what a representation has to learn. Not medical images.
 
 We pack each as an 8-bit grey image (count·255/16), replicated to RGB, resized to --image-size by
-the packer like any other source. The task is used to check pretraining recipes on real data
-(README, "Pretraining recipes"); it is small enough to run on 2 CPU cores at 64 px.
+the packer like any other source (at --image-size 64 it warns once that every scan was upscaled:
+expected here). The task checks pretraining recipes on real data (README, "Pretraining health
+and recipes"); it is small enough to run on 2 CPU cores at 64 px.
 """
 
 from __future__ import annotations
