@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import nn
@@ -41,3 +41,41 @@ def cosine_factor(
         return floor + (1 - floor) * (1 + math.cos(math.pi * (t - warmup) / t_max)) / 2
 
     return factor
+
+
+def scaled_step(
+    loss: torch.Tensor,
+    optimizers: Mapping[str, torch.optim.Optimizer],
+    nets: Mapping[str, nn.Module],
+    scaler: torch.amp.GradScaler,
+    clip_grad: float | None = None,
+    before_step: Callable[[], None] | None = None,
+) -> bool:
+    """One fp16 optimisation step of several nets, each with its own optimiser, under ONE
+    gradient scaler (torch.amp's recipe for multiple optimisers): scale the loss once, unscale
+    each optimiser once, clip each net (true gradients), step each, update the scale once.
+    An overflow in any net skips every net's step (the nets stay in step with each other) and
+    halves the scale once. Returns whether the nets stepped.
+
+    Accelerate's ``AcceleratedOptimizer.step`` calls ``scaler.update()`` inside each optimiser's
+    step: with two optimisers the scale moved twice per step and the second net's gradients were
+    unscaled with a factor already changed by the first (issue 15)."""
+    scaler.scale(loss).backward()
+    for arm, optimizer in optimizers.items():
+        scaler.unscale_(optimizer)
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(nets[arm].parameters(), clip_grad)
+    finite = all(
+        bool(torch.isfinite(p.grad).all())
+        for optimizer in optimizers.values()
+        for group in optimizer.param_groups
+        for p in group["params"]
+        if p.grad is not None
+    )
+    if finite:
+        if before_step is not None:
+            before_step()
+        for optimizer in optimizers.values():
+            scaler.step(optimizer)
+    scaler.update()  # halves the scale after an overflow, grows it after enough good steps
+    return finite

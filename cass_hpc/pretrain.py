@@ -28,7 +28,7 @@ from cass_hpc.collapse import CollapseMonitor, spread
 from cass_hpc.data.loader import set_position
 from cass_hpc.knn import KEEP, KnnMonitor
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput, Views
-from cass_hpc.optim import build_optimizer, cosine_factor
+from cass_hpc.optim import build_optimizer, cosine_factor, scaled_step
 from cass_hpc.stage import ResumableStage
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,12 @@ def _step(
         out = method.training_step(views, progress)
     if not torch.isfinite(out.loss):
         return out  # the caller reports it, before any weight changes
+    if accelerator.scaler is not None:  # fp16: one scaler step for all the nets (optim.py)
+        inner = {a: getattr(o, "optimizer", o) for a, o in optimizers.items()}
+        scaled_step(out.loss, inner, arms, accelerator.scaler, cfg.clip_grad,
+                    lambda: method.before_optimizer_step(progress))  # fmt: skip
+        method.after_optimizer_step(progress)
+        return out
     accelerator.backward(out.loss)
     method.before_optimizer_step(progress)
     for a, opt in optimizers.items():
