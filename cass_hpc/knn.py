@@ -120,7 +120,13 @@ class KnnMonitor:
         if k < 1:
             raise ValueError(f"pretrain.knn_k must be >= 1, got {k}")
         self.loader, self.k, self.temperature = loader, k, temperature
-        self.labels = np.concatenate([np.asarray(y) for _, y in loader])
+        # an evaluation loader reads its dataset in order: take the labels without decoding images
+        labels = getattr(loader.dataset, "labels", None)
+        self.labels = (
+            np.asarray(labels)
+            if labels is not None
+            else np.concatenate([np.asarray(y) for _, y in loader])
+        )
         if len(self.labels) < 2:
             raise ValueError(
                 f"the k-NN monitor needs >= 2 validation images, the split has {len(self.labels)}"
