@@ -141,11 +141,10 @@ def project(features: np.ndarray, projection: str, seed: int) -> tuple[np.ndarra
         neighbours = max(2, min(15, len(features) - 1))
         reducer = umap.UMAP(n_components=2, n_neighbors=neighbours, random_state=seed)
         return np.asarray(reducer.fit_transform(features)), ["UMAP 1", "UMAP 2"]
-    from sklearn.decomposition import PCA
-
-    pca = PCA(n_components=min(2, features.shape[1]), random_state=seed)
-    points = pca.fit_transform(features)
-    ratios = list(pca.explained_variance_ratio_)
+    centred = features - features.mean(axis=0)  # PCA by SVD (no scikit-learn import: ~s)
+    _, singular, components = np.linalg.svd(centred, full_matrices=False)
+    points = centred @ components[:2].T
+    ratios = list((singular**2 / (singular**2).sum())[:2])
     if points.shape[1] < 2:  # a 1-D embedding
         points, ratios = np.column_stack([points, np.zeros(len(points))]), [*ratios, 0.0]
     return points, [f"PC {i + 1} ({100 * r:.0f} % var.)" for i, r in enumerate(ratios)]
@@ -184,7 +183,8 @@ def embeddings_figure(
         for k in np.unique(labels):
             mine = labels == k
             colour = colours[int(k)] if k >= 0 else "lightgrey"
-            axes.scatter(points[mine, 0], points[mine, 1], s=10, color=colour, alpha=0.8,
+            size = 14 if len(labels) < 500 else 5
+            axes.scatter(points[mine, 0], points[mine, 1], s=size, color=colour, alpha=0.8,
                          linewidths=0)  # fmt: skip
             present.add(int(k))
         axes.set_title(
