@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import Progress
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from cass_hpc.data.dataset import ShardDataset
 from cass_hpc.data.shards import Manifest, read_manifest
@@ -40,7 +40,7 @@ from cass_hpc.data.transforms import eval_transform
 from cass_hpc.device import resolve_device
 from cass_hpc.models import Arm, ArmSpec, build_arm
 from cass_hpc.probes import Maps, probe
-from cass_hpc.report import map_plots, records, settings
+from cass_hpc.report import map_plots, plots, records, settings
 from cass_hpc.report.format import ARM_ORDER, METHOD_ORDER, slug
 
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -177,9 +177,10 @@ def _stack(dataset: ShardDataset, indices: np.ndarray) -> torch.Tensor:
 
 
 def embed(
-    arm: Arm, dataset: ShardDataset, batch_size: int, device: torch.device, advance: Callable
+    arm: Arm, dataset: Dataset, batch_size: int, device: torch.device, advance: Callable
 ) -> np.ndarray:
-    """``Arm.features`` of every image of ``dataset``, in order: (n, D) float32."""
+    """``Arm.features`` of every image of ``dataset``, in order: (n, D) float32; ``advance(k)``
+    after each batch of k images (a progress bar)."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
     chunks = []
     with torch.no_grad():
@@ -216,54 +217,77 @@ class Options:
     batch_size: int = 32
 
 
+@dataclass
+class Probed:
+    """What one cell's net gave: its maps (with the images' mean and count) and embeddings."""
+
+    cell: Cell
+    maps: Maps | None = None
+    mean_input: np.ndarray | None = None  # (H, W, 3) in [0, 1]
+    samples: int = 0
+    features: np.ndarray | None = None  # (n, D)
+    classes: np.ndarray | None = None  # class index per embedded image
+
+
+def probe_cell(cell: Cell, options: Options, device: torch.device, progress: Progress) -> Probed:
+    """Load the cell's net and data once; its maps on a stratified draw of ``options.samples``
+    test images and its embeddings of the test split (or a draw of ``options.embed_limit``).
+    Raises ValueError (data, weights) or RuntimeError (torch) naming the problem."""
+    dataset = evaluation_images(cell.record)
+    if len(dataset) == 0:
+        raise ValueError("its test split has no image")
+    arm = load_net(cell, device)
+    probed = Probed(cell)
+    if options.draw_maps:
+        drawn = stratified_draw(dataset.labels, options.samples, options.seed)
+        images = _stack(dataset, drawn)
+        probed.maps = probe(arm, images.to(device), options.batch_size)
+        probed.mean_input = images.mean(dim=0).permute(1, 2, 0).numpy()
+        probed.samples = len(drawn)
+    if options.draw_embeddings:
+        chosen = stratified_draw(dataset.labels, options.embed_limit or len(dataset), options.seed)
+        task = progress.add_task(f"embedding {cell.directory.name}", total=len(chosen))
+        probed.features = embed(arm, Subset(dataset, chosen.tolist()), options.batch_size,
+                                device, lambda n: progress.advance(task, n))  # fmt: skip
+        probed.classes = _class_of(dataset.labels[chosen])
+        progress.remove_task(task)
+    return probed
+
+
 def draw_group(
     key: GroupKey, cells: list[Cell], options: Options, out: Path, device: torch.device,
     progress: Progress, warn: Callable[[str], None], prefix_experiment: bool = False,
 ) -> list[Path]:  # fmt: skip
-    """Load each cell's net once, compute its maps and embeddings, write this group's PNGs."""
-    maps: dict[str, list[tuple[Cell, Maps]]] = {}
-    inputs: dict[str, tuple[np.ndarray, int]] = {}  # per arm: the mean input image, n images
-    embeddings: list[tuple[Cell, np.ndarray, np.ndarray]] = []
+    """Probe each cell of one group (one net loaded at a time) and write the group's PNGs: one
+    maps figure per arm, one embeddings figure; a cell that fails is warned about and left out."""
+    done: list[Probed] = []
     for cell in cells:
         try:
-            dataset = evaluation_images(cell.record)
-            arm = load_net(cell, device)
-        except ValueError as error:  # ShardError, bad weights, split_seed: one line, go on
+            done.append(probe_cell(cell, options, device, progress))
+        except (ValueError, RuntimeError) as error:  # data, weights, split_seed, torch (OOM)
             warn(f"{cell.directory}: {error}; skipped")
             continue
-        if len(dataset) == 0:
-            warn(f"{cell.directory}: its test split has no image; skipped")
-            continue
-        if options.draw_maps:
-            drawn = stratified_draw(dataset.labels, options.samples, options.seed)
-            images = _stack(dataset, drawn)
-            maps.setdefault(cell.arm, []).append((cell, probe(arm, images.to(device))))
-            mean_image = images.mean(dim=0).permute(1, 2, 0).numpy()
-            inputs.setdefault(cell.arm, (mean_image, len(drawn)))
-        if options.draw_embeddings:
-            chosen = stratified_draw(dataset.labels, options.embed_limit or len(dataset),
-                                     options.seed)  # fmt: skip
-            subset = ShardDataset(dataset.reader.manifest, "test", dataset.transform, chosen)
-            task = progress.add_task(f"embedding {cell.directory.name}", total=len(subset))
-            features = embed(arm, subset, options.batch_size, device,
-                             lambda n, t=task: progress.advance(t, n))  # fmt: skip
-            embeddings.append((cell, features, _class_of(subset.labels)))
-        del arm
-    written = []
+        if done[-1].maps is not None and done[-1].maps.message:  # also said in its figure row
+            warn(f"{cell.directory}: {done[-1].maps.message}")
     title = map_plots.group_title(*key[1:])
-    for arm_name, rows in maps.items():
-        path = out / _name("maps", key, arm_name, prefix_experiment)
-        mean_image, n = inputs[arm_name]
-        written.append(map_plots.maps_figure(rows, mean_image, n, title, path))
-    if embeddings:
+    draws: list[tuple[str, Callable[[], Path]]] = []
+    for arm in dict.fromkeys(p.cell.arm for p in done if p.maps is not None):
+        rows = [p for p in done if p.cell.arm == arm and p.maps is not None]
+        path = out / _name("maps", key, arm, prefix_experiment)
+        shown = [(p.cell, p.maps) for p in rows]
+        draws.append((path.name, functools.partial(
+            map_plots.maps_figure, shown, rows[0].mean_input, rows[0].samples, title, path
+        )))  # fmt: skip
+    embedded = [(p.cell, p.features, p.classes) for p in done if p.features is not None]
+    if embedded:
         classes = [str(c) for c in cells[0].record["classes"]]  # type: ignore[attr-defined]
         path = out / _name("embeddings", key, None, prefix_experiment)
-        written.append(
-            map_plots.embeddings_figure(
-                embeddings, classes, options.projection, options.seed, title, path
-            )  # fmt: skip
-        )
-    return written
+        draws.append((path.name, functools.partial(
+            map_plots.embeddings_figure, embedded, classes, options.projection, options.seed,
+            title, path,
+        )))  # fmt: skip
+    drawn = [plots.guarded(draw, warn, name) for name, draw in draws]
+    return [path for path in drawn if path is not None]
 
 
 def build_parser() -> argparse.ArgumentParser:

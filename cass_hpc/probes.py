@@ -17,10 +17,12 @@ Maps are averaged over the images, then upsampled (bilinear) to the input size. 
 state is changed: hooks are removed on exit, fused attention is left as it is (we recompute the
 attention from the ``qkv`` projection instead of reading it).
 
-Example:
-    >>> arm = build_arm(ArmSpec("resnet18"), num_classes=4)
-    >>> maps = probe(arm, images)  # images: (n, 3, S, S) in [0, 1]
-    >>> maps.names, maps.maps[0].shape   # ("conv1 /2", "act1 /2", ...), (S, S)
+Usage::
+
+    arm = build_arm(ArmSpec("resnet18"), num_classes=4)
+    maps = probe(arm, images)  # images: (n, 3, S, S) in [0, 1]
+    maps.names  # ("conv1", "act1", "layer1", "layer2", "layer3", "layer4")
+    maps.sizes, maps.maps[0].shape  # ((S/2, S/2), ..., (S/32, S/32)), (S, S)
 """
 
 from __future__ import annotations
