@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 RESULTS_SCHEMA = "cass-hpc-results/1"
 # beside results.json: the kept weights (timm state dict) and the val/test probabilities
 CELL_FILES = {"weights": "model.pt", "predictions": "predictions.npz"}
+PRETRAIN_NETS = "nets.json"  # beside a pretraining's <arm>.pt: which timm nets they are
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,13 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
         else:  # pretrain() refuses keep=best_knn without it
             log.warning("the k-NN monitor is off: the validation split has %d image(s)", len(val))
     log.info("pretraining %s on %d images -> %s", spec.method, len(data), out_dir)
+    nets = {
+        "method": spec.method, "dataset": manifest.name, "seed": spec.seed,
+        "image_size": spec.image_size,
+        "arms": {a: {"name": s.name, "kwargs": dict(s.kwargs)}
+                 for a, s in pretrained_arms(spec).items()},
+    }  # fmt: skip
+    store.write_json(out_dir / PRETRAIN_NETS, nets)  # for cass_hpc.export
     pretrain(method, loader, spec.pretrain, out_dir, accelerator, knn)
 
 
