@@ -21,7 +21,6 @@ import argparse
 import hashlib
 import sys
 from pathlib import Path
-from typing import Any
 
 import timm
 import torch
@@ -67,7 +66,8 @@ def _from_cell(directory: Path, arm: str | None) -> tuple[dict[str, torch.Tensor
         "multilabel": bool(record.get("multilabel", False)),
         "image_size": record["image_size"],
         "source": {
-            "kind": "fine-tuned cell", "dir": str(directory.resolve()),
+            "kind": "fine-tuned cell",
+            "dir": str(directory.resolve()),
             **{k: record.get(k) for k in ("method", "arm", "dataset", "label_fraction", "seed")},
             "test_metrics": record.get("metrics"),
         },  # fmt: skip
@@ -102,8 +102,12 @@ def _from_pretraining(directory: Path, arm: str | None) -> tuple[dict[str, torch
         "multilabel": None,
         "image_size": nets["image_size"],
         "source": {
-            "kind": "pretraining", "dir": str(directory.resolve()), "method": nets["method"],
-            "arm": arm, "dataset": nets.get("dataset"), "seed": nets.get("seed"),
+            "kind": "pretraining",
+            "dir": str(directory.resolve()),
+            "method": nets["method"],
+            "arm": arm,
+            "dataset": nets.get("dataset"),
+            "seed": nets.get("seed"),
         },  # fmt: skip
     }
     return state, card
