@@ -67,6 +67,7 @@ class CellSpec:
     )
     threads: int | None = None  # torch CPU threads; None = torch's default
     verify_shards: bool = True  # hash every shard against the manifest before use
+    keep_weights: bool = True  # keep the fine-tuned weights (model.pt: maps, export); not in keys
 
 
 def dataset_identity(manifest: Manifest) -> dict[str, Any]:
@@ -336,14 +337,15 @@ def _run(
         "image_size": spec.image_size,
         "backbone_kwargs": dict(spec.arms[spec.arm].kwargs),
         "split_seed": None,
-        "files": dict(CELL_FILES),
+        "files": {k: v for k, v in CELL_FILES.items() if spec.keep_weights or k != "weights"},
         "code": snapshot.code_version(),  # git commit + dirty flag of the code that ran
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     # the kept weights (plain timm state dict) and every image's probabilities, before
     # results.json, which marks the cell done
-    weights = {name: tensor.cpu() for name, tensor in net.net.state_dict().items()}
-    store.torch_save(results_path.parent / CELL_FILES["weights"], weights)
+    if spec.keep_weights:
+        weights = {name: tensor.cpu() for name, tensor in net.net.state_dict().items()}
+        store.torch_save(results_path.parent / CELL_FILES["weights"], weights)
     store.write_npz(results_path.parent / CELL_FILES["predictions"], result.predictions)
     store.write_json(results_path, record)
     (results_path.parent / "finetune_checkpoint.pt").unlink(missing_ok=True)  # done: not needed

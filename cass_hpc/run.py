@@ -72,6 +72,7 @@ def _cell_spec(c: dict, model: dict, pretrain: dict, finetune: dict) -> CellSpec
         precision=c["precision"],
         threads=c["threads"],
         verify_shards=bool(c["dataset"]["verify"]),
+        keep_weights=bool(c["keep_weights"]),
     )
 
 
