@@ -326,14 +326,14 @@ def _run(
         "backbone": spec.arms[spec.arm].name,
         "label_fraction": spec.label_fraction,
         "seed": spec.seed,
-        "split_seed": spec.split_seed,  # None: the packed split
-        "split_file": None if split_path is None else str(split_path),
         "metrics": result.metrics,
         "finetune": {k: v for k, v in dataclasses.asdict(result).items() if k != "metrics"},
         "pretrain": pretrain_record,
         "warnings": warnings,
         "precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
+        "split_seed": spec.split_seed,  # None: the packed split
+        "split_file": None if split_path is None else str(split_path),
         "code": snapshot.code_version(),  # git commit + dirty flag of the code that ran
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
