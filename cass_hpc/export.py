@@ -68,7 +68,10 @@ def _from_cell(directory: Path, arm: str | None) -> tuple[dict[str, torch.Tensor
         "source": {
             "kind": "fine-tuned cell",
             "dir": str(directory.resolve()),
-            **{k: record.get(k) for k in ("method", "arm", "dataset", "label_fraction", "seed")},
+            **{
+                k: record.get(k)
+                for k in ("method", "arm", "dataset", "label_fraction", "seed", "split_seed")
+            },
             "test_metrics": record.get("metrics"),
         },  # fmt: skip
     }
