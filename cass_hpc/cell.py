@@ -24,9 +24,9 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 
 from cass_hpc import jobstate, snapshot, store
-from cass_hpc.data.dataset import ShardDataset
 from cass_hpc.data.loader import make_loader, mix_seed
-from cass_hpc.data.shards import Manifest, ShardReader, read_manifest
+from cass_hpc.data.resplit import split_dataset, split_labels, write_split_file
+from cass_hpc.data.shards import Manifest, read_manifest
 from cass_hpc.data.splits import label_fraction_indices, label_fraction_notice
 from cass_hpc.data.transforms import eval_transform, paper_augmentation
 from cass_hpc.device import make_accelerator
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 RESULTS_SCHEMA = "cass-hpc-results/1"
 # beside results.json: the kept weights (timm state dict) and the val/test probabilities
 CELL_FILES = {"weights": "model.pt", "predictions": "predictions.npz"}
+PRETRAIN_NETS = "nets.json"  # beside a pretraining's <arm>.pt: which timm nets they are
 
 
 @dataclass(frozen=True)
@@ -66,11 +67,18 @@ class CellSpec:
     )
     threads: int | None = None  # torch CPU threads; None = torch's default
     verify_shards: bool = True  # hash every shard against the manifest before use
+    keep_weights: bool = True  # keep the fine-tuned weights (model.pt: maps, export); not in keys
+    split_seed: int | None = None  # None: the packed split; an int: re-drawn (data.resplit)
 
 
 def dataset_identity(manifest: Manifest) -> dict[str, Any]:
     """What identifies the data in a key: its content (shard checksums), not its path."""
     return {"name": manifest.name, "shards": sorted(s.sha256 for s in manifest.shards)}
+
+
+def _split_entry(spec: CellSpec) -> dict[str, int]:
+    """A key's split entry: none for the packed split (stores made before split_seed stay valid)."""
+    return {} if spec.split_seed is None else {"split_seed": spec.split_seed}
 
 
 def pretrained_arms(spec: CellSpec) -> dict[str, ArmSpec]:
@@ -92,6 +100,7 @@ def pretrain_key(spec: CellSpec, manifest: Manifest) -> str:
             "out_dim": spec.out_dim,
             "seed": spec.seed,
             "precision": spec.precision,
+            **_split_entry(spec),
         }
     )
 
@@ -109,12 +118,14 @@ def cell_key(spec: CellSpec, manifest: Manifest) -> str:
             "seed": spec.seed,
             "finetune": dataclasses.asdict(spec.finetune),
             "precision": spec.precision,
+            **_split_entry(spec),
         }
     )
 
 
 def cell_dir(spec: CellSpec, key: str) -> Path:
-    name = f"{spec.method}-{spec.arm}-lf{spec.label_fraction:g}-s{spec.seed}-{key}"
+    split = "" if spec.split_seed is None else f"-ss{spec.split_seed}"  # a re-drawn split
+    name = f"{spec.method}-{spec.arm}-lf{spec.label_fraction:g}-s{spec.seed}{split}-{key}"
     return spec.store_root / "cells" / name
 
 
@@ -135,7 +146,7 @@ def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
                 f"weights.{arm}={arm_spec.pretrained}: no such file; init=local needs local "
                 f"weight files (never downloaded)"
             )
-    labels = ShardReader(manifest, "train").labels
+    labels = split_labels(manifest, "train", spec.split_seed)
     return label_fraction_indices(labels, spec.label_fraction, spec.seed, manifest.num_classes)
 
 
@@ -167,20 +178,30 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
     build = METHODS[spec.method].build
     assert build is not None
     method = build(pretrained_arms(spec), spec.out_dim, spec.method_params)
-    data = ShardDataset(manifest, "train", method.train_transform(spec.image_size))
+    write_split_file(manifest, spec.split_seed, spec.store_root)  # a re-drawn split is recorded
+    transform = method.train_transform(spec.image_size)
+    data = split_dataset(manifest, "train", transform, spec.split_seed)
     loader = make_loader(
         data, spec.pretrain.batch_size, train=True, seed=spec.seed,
         workers=spec.pretrain.num_workers,
     )  # fmt: skip
     knn = None
     if spec.pretrain.knn_every:  # the health monitor sees the validation split, unaugmented
-        val = ShardDataset(manifest, "val", eval_transform(spec.image_size))
+        val = split_dataset(manifest, "val", eval_transform(spec.image_size), spec.split_seed)
         if len(val) >= 2:
             val_loader = make_loader(val, 64, train=False, seed=spec.seed, workers=0)
             knn = KnnMonitor(val_loader, spec.pretrain.knn_k)
         else:  # pretrain() refuses keep=best_knn without it
             log.warning("the k-NN monitor is off: the validation split has %d image(s)", len(val))
     log.info("pretraining %s on %d images -> %s", spec.method, len(data), out_dir)
+    nets = {
+        "method": spec.method, "dataset": manifest.name, "seed": spec.seed,
+        "split_seed": spec.split_seed,
+        "image_size": spec.image_size,
+        "arms": {a: {"name": s.name, "kwargs": dict(s.kwargs)}
+                 for a, s in pretrained_arms(spec).items()},
+    }  # fmt: skip
+    store.write_json(out_dir / PRETRAIN_NETS, nets)  # for cass_hpc.export
     pretrain(method, loader, spec.pretrain, out_dir, accelerator, knn)
 
 
@@ -265,15 +286,17 @@ def _run(
         warnings = [collapsed[spec.arm]] if spec.arm in collapsed else []
         for warning in warnings:
             log.warning("fine-tuning from a collapsed pretraining: %s", warning)
-    labels = ShardReader(manifest, "train").labels
+    labels = split_labels(manifest, "train", spec.split_seed)
     if notice := label_fraction_notice(labels, spec.label_fraction, indices):
         warnings.append(notice)  # logged by label_fraction_indices
 
     set_seed(spec.seed)
     net = build_arm(arm_spec, num_classes=manifest.num_classes)
-    train = ShardDataset(manifest, "train", paper_augmentation(spec.image_size), indices)
-    val = ShardDataset(manifest, "val", eval_transform(spec.image_size))
-    test = ShardDataset(manifest, "test", eval_transform(spec.image_size))
+    split_seed, size = spec.split_seed, spec.image_size
+    split_path = write_split_file(manifest, split_seed, spec.store_root)  # None: packed split
+    train = split_dataset(manifest, "train", paper_augmentation(size), split_seed, indices)
+    val = split_dataset(manifest, "val", eval_transform(size), split_seed)
+    test = split_dataset(manifest, "test", eval_transform(size), split_seed)
     cfg, workers = spec.finetune, spec.finetune.num_workers
     seed = mix_seed(spec.seed, 1)  # fine-tuning's own augmentation and order draws
     log.info(
@@ -327,15 +350,17 @@ def _run(
         "dataset_path": str(Path(spec.dataset_path).expanduser().resolve()),
         "image_size": spec.image_size,
         "backbone_kwargs": dict(spec.arms[spec.arm].kwargs),
-        "split_seed": None,
-        "files": dict(CELL_FILES),
+        "split_seed": spec.split_seed,  # None: the packed split
+        "split_file": None if split_path is None else str(split_path),
+        "files": {k: v for k, v in CELL_FILES.items() if spec.keep_weights or k != "weights"},
         "code": snapshot.code_version(),  # git commit + dirty flag of the code that ran
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     # the kept weights (plain timm state dict) and every image's probabilities, before
     # results.json, which marks the cell done
-    weights = {name: tensor.cpu() for name, tensor in net.net.state_dict().items()}
-    store.torch_save(results_path.parent / CELL_FILES["weights"], weights)
+    if spec.keep_weights:
+        weights = {name: tensor.cpu() for name, tensor in net.net.state_dict().items()}
+        store.torch_save(results_path.parent / CELL_FILES["weights"], weights)
     store.write_npz(results_path.parent / CELL_FILES["predictions"], result.predictions)
     store.write_json(results_path, record)
     (results_path.parent / "finetune_checkpoint.pt").unlink(missing_ok=True)  # done: not needed

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
 from cass_hpc import resolvers  # noqa: F401 - ${launch_id:} in conf/config.yaml
 from cass_hpc.cell import CellSpec, run_cell, run_pretrain_stage
+from cass_hpc.data.resplit import check_split_seed
 from cass_hpc.finetune import FinetuneConfig
 from cass_hpc.methods import method_entry
 from cass_hpc.models import ArmSpec
@@ -72,6 +73,8 @@ def _cell_spec(c: dict, model: dict, pretrain: dict, finetune: dict) -> CellSpec
         precision=c["precision"],
         threads=c["threads"],
         verify_shards=bool(c["dataset"]["verify"]),
+        keep_weights=bool(c["keep_weights"]),
+        split_seed=check_split_seed(c.get("split_seed")),
     )
 
 

@@ -3,6 +3,7 @@ when Ctrl-C stops it."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -33,7 +34,10 @@ def _supervised_cell(tmp_path: Path, data: Path, label_fraction: float) -> CellS
 def test_a_label_fraction_raised_to_one_image_per_class_is_in_results_warnings(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    record = run_cell(_supervised_cell(tmp_path, tiny_dataset, 0.01))
+    spec = dataclasses.replace(_supervised_cell(tmp_path, tiny_dataset, 0.01), keep_weights=False)
+    record = run_cell(spec)
+    assert record["files"] == {"predictions": "predictions.npz"}  # keep_weights=false
+    assert not list(tmp_path.rglob("model.pt")) and list(tmp_path.rglob("predictions.npz"))
     notices = [w for w in record["warnings"] if w.startswith("label_fraction=0.01 ")]
     assert len(notices) == 1 and "images per class used 1, 1, 1, 1" in notices[0], record
     assert record["finetune"]["n_train"] == 4

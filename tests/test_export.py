@@ -1,0 +1,94 @@
+"""``python -m cass_hpc.export``: a cell's or a pretraining's net as a plain timm state dict that
+timm loads by itself and that reproduces what the toolkit computed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import timm
+import torch
+
+from cass_hpc.cell import CellSpec, run_cell
+from cass_hpc.data.dataset import ShardDataset
+from cass_hpc.data.shards import read_manifest
+from cass_hpc.data.transforms import eval_transform
+from cass_hpc.export import main
+from cass_hpc.finetune import FinetuneConfig
+from cass_hpc.models import ArmSpec, build_arm
+from cass_hpc.pretrain import PretrainConfig
+
+VIT = ArmSpec("vit_tiny_patch16_224", {"img_size": 32, "depth": 1})
+
+
+@pytest.fixture(scope="module")
+def cass_cell(tiny_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CASS pretraining (1 epoch) and the ViT fine-tuned from it (1 epoch): the store root."""
+    root = tmp_path_factory.mktemp("export") / "runs"
+    spec = CellSpec(
+        experiment="export", store_root=root, dataset_path=tiny_dataset, image_size=32,
+        method="cass", pretrain=PretrainConfig(epochs=1, batch_size=8, knn_every=0),
+        method_params={}, arms={"cnn": ArmSpec("resnet10t"), "vit": VIT}, out_dim=16, arm="vit",
+        label_fraction=1.0, seed=0, finetune=FinetuneConfig(max_epochs=1, batch_size=8),
+        threads=2,
+    )  # fmt: skip
+    run_cell(spec)
+    return root
+
+
+def _card(out: Path) -> dict:
+    return json.loads(out.with_suffix(".json").read_text())
+
+
+def test_an_exported_cell_loads_in_plain_timm_and_reproduces_its_test_predictions(
+    cass_cell: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    cell = next(cass_cell.glob("cells/*"))
+    out = tmp_path / "vit.pth"
+    assert main([str(cell), str(out)]) == 0
+    card = _card(out)
+    net = timm.create_model(
+        card["timm_name"], num_classes=card["num_classes"], checkpoint_path=str(out),
+        **card["timm_kwargs"],
+    ).eval()  # fmt: skip
+    mean, std = (torch.tensor(card[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    test = ShardDataset(read_manifest(tiny_dataset), "test", eval_transform(card["image_size"]))
+    images = torch.stack([test[i][0] for i in range(len(test))])
+    with torch.no_grad():  # batches of 8, as the cell evaluated
+        logits = torch.cat([net((batch - mean) / std) for batch in images.split(8)])
+    saved = np.load(cell / "predictions.npz")["test_probs"]
+    assert (logits.argmax(1).numpy() == saved.argmax(1)).all()
+    assert np.array_equal(logits.softmax(1).numpy(), saved)  # the same floats
+    assert card["classes"] == list(read_manifest(tiny_dataset).classes) and card["num_classes"] == 4
+
+
+def test_a_pretraining_exports_each_arm_as_a_backbone_without_its_projection_head(
+    cass_cell: Path, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    pretraining = next(cass_cell.glob("pretrain/*"))
+    out = tmp_path / "cnn.safetensors"
+    assert main([str(pretraining), str(out), "--arm", "cnn"]) == 0
+    card = _card(out)
+    assert card["num_classes"] == 0 and card["source"]["kind"] == "pretraining"
+    net = timm.create_model(card["timm_name"], num_classes=0, checkpoint_path=str(out)).eval()
+    same = build_arm(ArmSpec("resnet10t", {}, str(pretraining / "cnn.pt")), num_classes=16).eval()
+    images = torch.rand(2, 3, 32, 32)
+    mean, std = (torch.tensor(card[k]).view(1, 3, 1, 1) for k in ("mean", "std"))
+    with torch.no_grad():
+        assert torch.equal(net((images - mean) / std), same.features(images))
+
+
+def test_export_refuses_unclear_or_unsafe_requests_in_one_line(
+    cass_cell: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pretraining = next(cass_cell.glob("pretrain/*"))
+    assert main([str(pretraining), str(tmp_path / "x.pth")]) == 2
+    assert "trained cnn, vit: say which with --arm" in capsys.readouterr().err
+    assert main([str(tmp_path), str(tmp_path / "x.pth")]) == 2
+    assert "neither a fine-tuned cell" in capsys.readouterr().err
+    (tmp_path / "taken.pth").write_bytes(b"mine")
+    assert main([str(pretraining), str(tmp_path / "taken.pth"), "--arm", "vit"]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert (tmp_path / "taken.pth").read_bytes() == b"mine"
