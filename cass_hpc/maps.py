@@ -27,6 +27,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ from rich.progress import Progress
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from cass_hpc.data.dataset import ShardDataset
+from cass_hpc.data.resplit import ResplitDataset, split_dataset
 from cass_hpc.data.shards import Manifest, read_manifest
 from cass_hpc.data.transforms import eval_transform
 from cass_hpc.device import resolve_device
@@ -45,7 +47,17 @@ from cass_hpc.report.format import ARM_ORDER, METHOD_ORDER, slug
 
 EXIT_OK, EXIT_USAGE = 0, 2
 CONTRACT_FIELDS = ("dataset_path", "image_size", "backbone_kwargs", "classes")
-GroupKey = tuple[str, str, str, float, int]  # experiment, dataset, setting, label fraction, seed
+
+
+class GroupKey(NamedTuple):
+    """The cells drawn side by side: same data, test split, label fraction and seed."""
+
+    experiment: str
+    dataset: str
+    setting: str  # the ablation setting ("" outside an ablation grid)
+    split_seed: int | None  # None: the packed split; an int: a re-drawn one
+    label_fraction: float
+    seed: int
 
 
 class MapsError(Exception):
@@ -56,7 +68,7 @@ class MapsError(Exception):
 class Cell:
     """One finished fine-tuning cell: its results.json record, folder and ablation setting."""
 
-    record: Mapping[str, object]
+    record: Mapping[str, Any]
     directory: Path
     setting: str = ""
 
@@ -77,8 +89,10 @@ class Cell:
     @property
     def group(self) -> GroupKey:
         r = self.record
-        return (str(r["experiment"]), str(r["dataset"]), self.setting,
-                round(float(r["label_fraction"]), 6), int(r["seed"]))  # fmt: skip
+        split_seed = r.get("split_seed")
+        return GroupKey(str(r["experiment"]), str(r["dataset"]), self.setting,
+                        None if split_seed is None else int(split_seed),
+                        round(float(r["label_fraction"]), 6), int(r["seed"]))  # fmt: skip
 
 
 def stratified_draw(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -111,20 +125,16 @@ def _manifest(path: str) -> Manifest:
     return read_manifest(path)
 
 
-def evaluation_images(record: Mapping[str, object]) -> ShardDataset:
-    """The images a cell's maps and embeddings are drawn from: the test split of its packed
-    dataset (``dataset_path``), resized to its nets' input size (``image_size``). Raises
-    ValueError for a cell on a re-drawn split (``split_seed``, not handled here yet)."""
-    if record.get("split_seed") is not None:
-        raise ValueError(
-            f"split_seed={record['split_seed']} (a re-drawn split) is not supported by the maps "
-            "yet; its test images are not the packed test split"
-        )
+def evaluation_images(record: Mapping[str, Any]) -> ShardDataset | ResplitDataset:
+    """The images a cell's maps and embeddings are drawn from: the test split the cell was
+    evaluated on (the packed one of ``dataset_path``, or the one re-drawn by ``split_seed``),
+    resized to its nets' input size (``image_size``)."""
     manifest = _manifest(str(record["dataset_path"]))
-    return ShardDataset(manifest, "test", eval_transform(int(record["image_size"])))
+    transform = eval_transform(int(record["image_size"]))
+    return split_dataset(manifest, "test", transform, record.get("split_seed"))
 
 
-def _usable(raw: Mapping[str, object], directory: Path) -> str | None:
+def _usable(raw: Mapping[str, Any], directory: Path) -> str | None:
     """Why a record cannot be mapped (one line), or None."""
     missing = [name for name in CONTRACT_FIELDS if name not in raw]
     if missing:
@@ -165,10 +175,10 @@ def load_net(cell: Cell, device: torch.device) -> Arm:
     """The cell's fine-tuned net (its kept weights), in eval mode on ``device``."""
     spec = ArmSpec(
         name=str(cell.record["backbone"]),
-        kwargs=dict(cell.record["backbone_kwargs"] or {}),  # type: ignore[call-overload]
+        kwargs=dict(cell.record["backbone_kwargs"] or {}),
         pretrained=str(cell.weights),
     )
-    arm = build_arm(spec, num_classes=len(cell.record["classes"]))  # type: ignore[arg-type]
+    arm = build_arm(spec, num_classes=len(cell.record["classes"]))
     return arm.to(device).eval()
 
 
@@ -198,9 +208,10 @@ def _class_of(labels: np.ndarray) -> np.ndarray:
 
 
 def _name(kind: str, key: GroupKey, arm: str | None, prefix_experiment: bool) -> str:
-    experiment, dataset, setting, fraction, seed = key
-    parts = [kind, *([experiment] if prefix_experiment else []), dataset, *([arm] if arm else []),
-             f"lf{fraction:g}", f"s{seed}", *([setting] if setting else [])]  # fmt: skip
+    parts = [kind, *([key.experiment] if prefix_experiment else []), key.dataset,
+             *([arm] if arm else []), f"lf{key.label_fraction:g}", f"s{key.seed}",
+             *([f"ss{key.split_seed}"] if key.split_seed is not None else []),
+             *([key.setting] if key.setting else [])]  # fmt: skip
     return slug("-".join(parts)) + ".png"
 
 
@@ -269,7 +280,8 @@ def draw_group(
             continue
         if done[-1].maps is not None and done[-1].maps.message:  # also said in its figure row
             warn(f"{cell.directory}: {done[-1].maps.message}")
-    title = map_plots.group_title(*key[1:])
+    title = map_plots.group_title(key.dataset, key.setting, key.label_fraction, key.seed,
+                                  key.split_seed)  # fmt: skip
     draws: list[tuple[str, Callable[[], Path]]] = []
     for arm in dict.fromkeys(p.cell.arm for p in done if p.maps is not None):
         rows = [p for p in done if p.cell.arm == arm and p.maps is not None]
@@ -280,7 +292,7 @@ def draw_group(
         )))  # fmt: skip
     embedded = [(p.cell, p.features, p.classes) for p in done if p.features is not None]
     if embedded:
-        classes = [str(c) for c in cells[0].record["classes"]]  # type: ignore[attr-defined]
+        classes = [str(c) for c in cells[0].record["classes"]]
         path = out / _name("embeddings", key, None, prefix_experiment)
         draws.append((path.name, functools.partial(
             map_plots.embeddings_figure, embedded, classes, options.projection, options.seed,

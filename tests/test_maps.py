@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from cass_hpc import maps
+from cass_hpc.data.resplit import split_labels
 from cass_hpc.data.shards import read_manifest
 from cass_hpc.report.map_plots import maps_size
 from cass_hpc.report.plots import DPI
@@ -91,3 +92,13 @@ def test_missing_rundir_or_one_without_usable_cells_exits_2(
     assert maps.main([str(tmp_path / "old")]) == 2
     err = capsys.readouterr().err
     assert "no usable fine-tuned cell" in err and "Traceback" not in err
+
+
+def test_evaluation_images_are_the_test_split_the_cell_was_evaluated_on(tiny_dataset: Path) -> None:
+    manifest = read_manifest(tiny_dataset)
+    record = {"dataset_path": str(tiny_dataset), "image_size": 32, "split_seed": None}
+    packed = maps.evaluation_images(record)
+    assert np.array_equal(packed.labels, split_labels(manifest, "test"))
+    redrawn = maps.evaluation_images({**record, "split_seed": 1})
+    assert np.array_equal(redrawn.labels, split_labels(manifest, "test", 1))
+    assert redrawn[0][0].shape == (3, 32, 32)

@@ -50,10 +50,13 @@ def umap_available() -> bool:
     return True
 
 
-def group_title(dataset: str, setting: str, label_fraction: float, seed: int) -> str:
-    """``brain_mri · 10% labels · seed 0`` (+ the ablation setting)."""
+def group_title(
+    dataset: str, setting: str, label_fraction: float, seed: int, split_seed: int | None = None
+) -> str:
+    """``brain_mri · 10% labels · seed 0`` (+ the re-drawn split and the ablation setting)."""
+    split = f" · split {split_seed}" if split_seed is not None else ""
     extra = f" · {setting}" if setting else ""
-    return f"{dataset} · {format_fraction(label_fraction)} labels · seed {seed}{extra}"
+    return f"{dataset} · {format_fraction(label_fraction)} labels · seed {seed}{split}{extra}"
 
 
 def _row_label(cell: Cell) -> str:
