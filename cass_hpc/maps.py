@@ -160,7 +160,9 @@ def find_cells(rundir: Path, warn: Callable[[str], None]) -> list[Cell]:
         if why:
             warn(f"{Path(path).parent}: {why}; skipped")
         else:
-            cells.append(Cell(raw, Path(path).parent, str(setting)))
+            swept = settings.parse_setting(str(setting))
+            swept.pop("split_seed", None)  # a group axis of its own (GroupKey.split_seed)
+            cells.append(Cell(raw, Path(path).parent, settings.format_setting(swept)))
     if not cells:
         raise MapsError(
             f"no usable fine-tuned cell under {rundir} ({len(paths)} results.json, none with "

@@ -106,10 +106,15 @@ def maps_figure(
     lines = [title, f"{arm} arm: {shown}",
              f"averaged over {samples} test images (stratified); colour: each panel's own "
              "min → max"]  # fmt: skip
-    width = int(figure.get_figwidth() * 14)  # characters of 9 pt text per line
-    figure.suptitle("\n".join(textwrap.fill(line, width) for line in lines), fontsize=9)
+    _suptitle(figure, lines)
     figure.tight_layout()
     return save(figure, path)
+
+
+def _suptitle(figure: Figure, lines: Sequence[str]) -> None:
+    """A 9 pt title of ``lines``, each wrapped to the figure's width."""
+    width = int(figure.get_figwidth() * 14)  # characters of 9 pt text per inch
+    figure.suptitle("\n".join(textwrap.fill(line, width) for line in lines), fontsize=9)
 
 
 def _show_map(axes: Axes, image: np.ndarray, cmap: str) -> None:
@@ -173,7 +178,7 @@ def embeddings_figure(
     methods = sorted({cell.method for cell, _, _ in embeddings},
                      key=lambda m: (METHOD_ORDER.get(m, 9), m))  # fmt: skip
     arms = sorted({cell.arm for cell, _, _ in embeddings}, key=lambda a: (ARM_ORDER.get(a, 9), a))
-    figure = Figure(figsize=(3.4 * len(arms) + 1.5, 3.0 * len(methods) + 0.8))
+    figure = Figure(figsize=(3.4 * len(arms) + 1.5, 3.0 * len(methods) + 1.0))
     grid = figure.subplots(len(methods), len(arms), squeeze=False)
     colours = _class_colours(len(classes))
     present: set[int] = set()
@@ -212,10 +217,7 @@ def embeddings_figure(
     ]
     figure.legend(handles=handles, title="class", fontsize=7, title_fontsize=8,
                   loc="center right")  # fmt: skip
-    figure.suptitle(
-        f"{title}: test embeddings (pooled features before the classifier), "
-        f"{projection.upper()} per net",
-        fontsize=9,
-    )
+    _suptitle(figure, [title, "test embeddings (pooled features before the classifier), "
+                      f"{projection.upper()} per net"])  # fmt: skip
     figure.tight_layout(rect=(0, 0, 1 - 1.3 / figure.get_figwidth(), 1))
     return save(figure, path)
