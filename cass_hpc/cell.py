@@ -39,6 +39,8 @@ from cass_hpc.pretrain import PretrainConfig, pretrain
 
 log = logging.getLogger(__name__)
 RESULTS_SCHEMA = "cass-hpc-results/1"
+# beside results.json: the kept weights (timm state dict) and the val/test probabilities
+CELL_FILES = {"weights": "model.pt", "predictions": "predictions.npz"}
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,7 @@ def _run(
         cfg=cfg,
         accelerator=accelerator,
         checkpoint=results_path.parent / "finetune_checkpoint.pt",
+        class_names=list(manifest.classes),
     )
     ignored = [c for c, w in zip(manifest.classes, result.class_weights, strict=True) if w == 0]
     if ignored:  # the paper's min-max weights zero the rarest class: say so where users look
@@ -314,14 +317,26 @@ def _run(
         "label_fraction": spec.label_fraction,
         "seed": spec.seed,
         "metrics": result.metrics,
-        "finetune": {k: v for k, v in dataclasses.asdict(result).items() if k != "metrics"},
+        "val_metrics": result.val_metrics,  # the same weights on val: how to choose an arm
+        "per_class": result.per_class,
+        "finetune": result.record(),
         "pretrain": pretrain_record,
         "warnings": warnings,
         "precision": accelerator.mixed_precision,
         "device": str(accelerator.device),
+        "dataset_path": str(Path(spec.dataset_path).expanduser().resolve()),
+        "image_size": spec.image_size,
+        "backbone_kwargs": dict(spec.arms[spec.arm].kwargs),
+        "split_seed": None,
+        "files": dict(CELL_FILES),
         "code": snapshot.code_version(),  # git commit + dirty flag of the code that ran
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    # the kept weights (plain timm state dict) and every image's probabilities, before
+    # results.json, which marks the cell done
+    weights = {name: tensor.cpu() for name, tensor in net.net.state_dict().items()}
+    store.torch_save(results_path.parent / CELL_FILES["weights"], weights)
+    store.write_npz(results_path.parent / CELL_FILES["predictions"], result.predictions)
     store.write_json(results_path, record)
     (results_path.parent / "finetune_checkpoint.pt").unlink(missing_ok=True)  # done: not needed
     log.info("cell %s done: %s -> %s", key, result.metrics, results_path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +32,7 @@ from cass_hpc.losses import (
     focal_loss,
     sigmoid_focal_loss,
 )
-from cass_hpc.metrics import classification_metrics
+from cass_hpc.metrics import classification_metrics, per_class_metrics, probabilities
 from cass_hpc.models import Arm
 from cass_hpc.stage import ResumableStage
 
@@ -67,7 +67,7 @@ class FinetuneConfig:
 
 @dataclass
 class FinetuneResult:
-    metrics: dict[str, float]  # test split, best-on-validation weights
+    metrics: dict[str, float | None]  # test split, best-on-validation weights
     wall_s: float
     epochs_run: int
     best_epoch: int
@@ -77,6 +77,15 @@ class FinetuneResult:
     mode: str = "e2e"  # FinetuneConfig.mode
     trained_parameters: int = 0  # the parameters the optimiser updated
     history: list[dict[str, float]] = field(default_factory=list)
+    val_metrics: dict[str, float | None] = field(default_factory=dict)  # kept weights, val split
+    per_class: dict[str, list] = field(default_factory=dict)  # test split, per class (label)
+    # the kept weights' probabilities and targets: val_probs, val_targets, test_probs, …
+    predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def record(self) -> dict:
+        """The run's facts for results.json ``finetune`` (metrics and arrays go elsewhere)."""
+        skip = {"metrics", "val_metrics", "per_class", "predictions"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
 @dataclass(frozen=True)
@@ -108,11 +117,16 @@ class Objective:
             weight=self.weight,
         )  # fmt: skip
 
-    def metrics(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    def metrics(self, logits: torch.Tensor, targets: torch.Tensor) -> dict[str, float | None]:
         return classification_metrics(
             logits, targets, self.num_classes, multilabel=self.multilabel,
             threshold=self.cfg.threshold,
         )  # fmt: skip
+
+    def per_class(self, logits: torch.Tensor, targets: torch.Tensor, names: list[str]) -> dict:
+        return per_class_metrics(
+            logits, targets, names, multilabel=self.multilabel, threshold=self.cfg.threshold
+        )
 
 
 def trainable_parameters(arm: Arm, mode: str) -> list[torch.nn.Parameter]:
@@ -135,19 +149,25 @@ def trainable_parameters(arm: Arm, mode: str) -> list[torch.nn.Parameter]:
 
 
 @torch.no_grad()
-def evaluate(
-    arm: Arm, loader: DataLoader, objective: Objective, accelerator: Accelerator
-) -> dict[str, float]:
-    """Loss (same focal loss as training) and metrics over a whole split."""
+def predict(
+    arm: Arm, loader: DataLoader, accelerator: Accelerator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and targets over a whole split, in the loader's order."""
     arm.eval()
     logits, targets = [], []
     for images, labels in loader:
         with accelerator.autocast():
             logits.append(arm(images.to(accelerator.device)).float().cpu())
         targets.append(labels)
-    all_logits, all_targets = torch.cat(logits), torch.cat(targets)
-    loss = objective.loss(all_logits, all_targets)
-    return {"loss": float(loss), **objective.metrics(all_logits, all_targets)}
+    return torch.cat(logits), torch.cat(targets)
+
+
+def evaluate(
+    arm: Arm, loader: DataLoader, objective: Objective, accelerator: Accelerator
+) -> dict[str, float | None]:
+    """Loss (same focal loss as training) and metrics over a whole split."""
+    logits, targets = predict(arm, loader, accelerator)
+    return {"loss": float(objective.loss(logits, targets)), **objective.metrics(logits, targets)}
 
 
 def finetune(
@@ -161,6 +181,7 @@ def finetune(
     cfg: FinetuneConfig,
     accelerator: Accelerator,
     checkpoint: Path | None = None,
+    class_names: list[str] | None = None,
 ) -> FinetuneResult:
     """Fine-tune ``arm`` (its head already ``num_classes`` wide) and evaluate it on ``test``.
     ``train_labels`` are class indices, or multi-hot rows for a multi-label task. With
@@ -168,7 +189,9 @@ def finetune(
     frozen in place (``requires_grad`` False, eval mode: BatchNorm statistics unchanged). With
     ``checkpoint``, the state after every epoch is saved there (atomically) and a run that finds
     it resumes after that epoch with every random state restored: the same result as a run
-    that was never interrupted. SIGUSR2 (SLURM's warning) saves at the next step boundary."""
+    that was never interrupted. SIGUSR2 (SLURM's warning) saves at the next step boundary.
+    The kept weights are evaluated on val and test once more at the end: metrics, per-class
+    results (``class_names``, default ``class_0`` …) and the probabilities of every image."""
     if cfg.max_epochs < 1 or cfg.patience < 1:
         raise ValueError(f"finetune needs max_epochs, patience >= 1, got {cfg}")
     objective = Objective.for_labels(train_labels, num_classes, cfg)
@@ -257,9 +280,22 @@ def finetune(
     epoch = len(history)
 
     arm.load_state_dict(best_state)
-    test_metrics = evaluate(arm, test, objective, accelerator)
+    names = class_names or [f"class_{c}" for c in range(num_classes)]
+    val_logits, val_targets = predict(arm, val, accelerator)
+    test_logits, test_targets = predict(arm, test, accelerator)
+    loss = {"loss": float(objective.loss(test_logits, test_targets))}
+    val_loss = {"loss": float(objective.loss(val_logits, val_targets))}
+    multilabel = objective.multilabel
     return FinetuneResult(
-        metrics=test_metrics,
+        metrics={**loss, **objective.metrics(test_logits, test_targets)},
+        val_metrics={**val_loss, **objective.metrics(val_logits, val_targets)},
+        per_class=objective.per_class(test_logits, test_targets, names),
+        predictions={
+            "val_probs": probabilities(val_logits, multilabel=multilabel).numpy(),
+            "val_targets": val_targets.numpy(),
+            "test_probs": probabilities(test_logits, multilabel=multilabel).numpy(),
+            "test_targets": test_targets.numpy(),
+        },
         wall_s=wall_s,
         epochs_run=epoch,
         best_epoch=best_epoch,

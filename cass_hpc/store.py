@@ -74,6 +74,17 @@ def torch_save(path: Path, obj: Any) -> None:
     atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
+def write_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """numpy arrays by name, compressed (read back with ``numpy.load``)."""
+    import numpy as np
+
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:  # a handle: np.savez would append .npz to a path
+            np.savez_compressed(handle, **arrays)
+
+    atomic_write(path, write)
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())

@@ -77,3 +77,44 @@ def test_ctrl_c_records_the_cell_interrupted_in_one_line_and_a_rerun_resumes(
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming pretraining" in rerun.stdout + rerun.stderr
     assert json.loads(state.read_text())["state"] == "done"
+
+
+def test_a_cell_keeps_its_weights_and_probabilities_which_reproduce_its_test_metrics(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    import timm
+
+    from cass_hpc.data.dataset import ShardDataset
+    from cass_hpc.data.shards import read_manifest
+    from cass_hpc.data.transforms import eval_transform
+    from cass_hpc.metrics import classification_metrics
+    from cass_hpc.models import build_arm
+
+    record = run_cell(_supervised_cell(tmp_path, tiny_dataset, 1.0))
+    cell = next((tmp_path / "runs").rglob("results.json")).parent
+    assert record["files"] == {"weights": "model.pt", "predictions": "predictions.npz"}
+    assert record["dataset_path"] == str(tiny_dataset.resolve()) and record["image_size"] == 32
+    assert set(record["val_metrics"]) == set(record["metrics"]) >= {"auroc", "macro_f1", "loss"}
+    per_class = record["per_class"]
+    assert per_class["names"] == record["classes"] and sum(per_class["support"]) == len(
+        np.load(cell / "predictions.npz")["test_targets"]
+    )
+    assert np.trace(np.array(per_class["confusion"])) > 0 or record["metrics"]["micro_f1"] == 0
+    # the weights are a plain timm state dict that timm itself loads
+    timm.create_model(
+        record["backbone"], num_classes=4, checkpoint_path=str(cell / "model.pt"),
+        **record["backbone_kwargs"],
+    )  # fmt: skip
+    arm = build_arm(
+        ArmSpec(record["backbone"], record["backbone_kwargs"], str(cell / "model.pt")),
+        num_classes=4,
+    ).eval()
+    test = ShardDataset(read_manifest(tiny_dataset), "test", eval_transform(32))
+    with torch.no_grad():
+        logits = arm(torch.stack([test[i][0] for i in range(len(test))]))
+    saved = np.load(cell / "predictions.npz")
+    assert np.allclose(logits.softmax(1).numpy(), saved["test_probs"], atol=1e-5)
+    assert (saved["test_targets"] == test.labels).all()
+    again = classification_metrics(logits, torch.as_tensor(test.labels), 4)
+    assert again["macro_f1"] == record["metrics"]["macro_f1"]

@@ -36,7 +36,8 @@ def test_training_stops_after_patience_epochs_without_a_better_validation_loss()
         accelerator=Accelerator(cpu=True),
     )
     assert result.best_epoch == 1 and result.epochs_run == 3 and result.stopped_early
-    assert set(result.metrics) == {"loss", "macro_f1", "micro_f1", "balanced_accuracy"}
+    assert set(result.metrics) == {"loss", "macro_f1", "micro_f1", "balanced_accuracy", "auroc"}
+    assert set(result.val_metrics) == set(result.metrics) and len(result.predictions) == 4
     assert len(result.history) == 3 and result.class_weights == [1.0, 1.0, 1.0]
 
 

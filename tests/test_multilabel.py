@@ -93,5 +93,7 @@ def test_multilabel_dataset_packs_pretrains_and_fine_tunes_end_to_end(tmp_path: 
     subset = label_fraction_indices(train, 0.1, 0, 4)
     assert (train[subset].sum(axis=0) > 0).all()  # every label kept at 10 %
     assert record["finetune"]["n_train"] == len(subset)
-    assert set(record["metrics"]) == {"loss", "macro_f1", "micro_f1", "balanced_accuracy"}
+    assert set(record["metrics"]) == {"loss", "macro_f1", "micro_f1", "balanced_accuracy", "auroc"}
     assert 0.0 <= record["metrics"]["macro_f1"] <= 1.0
+    per_label = record["per_class"]
+    assert "confusion" not in per_label and len(per_label["f1"]) == 4  # per label, multi-hot
