@@ -286,7 +286,7 @@ def test_cli_unknown_metric_exits_2_listing_available(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_tree(tmp_path, two_seed_records())
-    assert main([str(tmp_path), "--metric", "auroc"]) == 2
+    assert main([str(tmp_path), "--metric", "top5_accuracy"]) == 2
     assert "balanced_accuracy, loss, macro_f1, micro_f1" in capsys.readouterr().err
 
 

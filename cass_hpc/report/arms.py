@@ -13,7 +13,9 @@ fraction and replicate (split_seed, seed)) we add two rows, as if they were arms
   :func:`cass_hpc.metrics.classification_metrics` as every cell: single-label takes the argmax
   of the mean probability (we pass log-probabilities, whose softmax is the mean again),
   multi-label thresholds the mean sigmoid at 0.5 (we pass its logit, nudged so that float32
-  rounding cannot move a mean just above 0.5 onto 0.5). No ``loss`` for the ensemble.
+  rounding cannot move a mean just above 0.5 onto 0.5). No ``loss`` for the ensemble. AUROC
+  ranks the mean probabilities after the float32 rounding every cell's metrics go through, so
+  two means within ~1e-7 of each other may rank either way.
 
 A pair with a cell missing, or cells without ``val_metrics`` / ``predictions.npz`` (records
 from before issue 14), gets no such row; :func:`both_arms` says so in one note.
@@ -25,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -82,7 +85,7 @@ def ensemble_metrics(cnn: Predictions, vit: Predictions) -> dict[str, float]:
     scores = torch.from_numpy(ensemble_scores(mean, multilabel))
     target = torch.from_numpy(targets.astype(np.float32 if multilabel else np.int64))
     metrics = classification_metrics(scores, target, mean.shape[1], multilabel=multilabel)
-    return {name: float(value) for name, value in metrics.items()}
+    return {name: math.nan if value is None else float(value) for name, value in metrics.items()}
 
 
 def _pairs(frame: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
