@@ -139,7 +139,8 @@ def build_report(
         chosen_rows.append(rows)
         notes = _cell_notes(part, rows, word, metric)
         keys = swept_keys(part["setting"])
-        text = f"test {metric}, mean ± {word} over seeds"
+        over = "seeds" if part["split_seed"].isna().all() else "replicates (seed × split)"
+        text = f"test {metric}, mean ± {word} over {over}"
         if keys:
             title = _title(experiment, dataset, part, f"ablation: {ablation_title(keys)}; {text}")
             table = ablation_table(rows, spread, title)
