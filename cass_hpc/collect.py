@@ -5,10 +5,14 @@ beside each), skips (with a one-line warning naming the file) any that is not va
 a ``cass-hpc-results/1`` record, counts a requeued or rerun cell once (newest ``created`` wins),
 then prints and writes, per (experiment, dataset):
 
-- the results table (paper Tables 2-5): rows method · arm (backbone) in paper order, columns
-  label fractions, cells ``mean ± variance (n=seeds)`` (``--spread std`` for std), ``—`` where
-  no result exists, the best of each column in bold; or, when the grid swept a setting (an
-  ablation grid), the ablation table in the layout of App. C/D;
+- the results table (paper Tables 2-5): rows method · arm (backbone) in paper order, then
+  per method the two arms together (``· val-selected arm``: the arm with the better
+  validation score; ``· ensemble``: the mean of both arms' test probabilities), columns label
+  fractions, cells ``mean ± variance (n=replicates)`` (``--spread std`` for std) with the 95 %
+  t-interval under them, ``—`` where no result exists, the best of each column in bold; or,
+  when the grid swept a setting (an ablation grid), the ablation table in the layout of App. C/D;
+- the paired test over replicates (seed, split seed) of CASS and CASS+ against each baseline,
+  per arm and fraction: mean difference, paired t-test p, n;
 - ours beside the paper's values for the paper's datasets, with the difference;
 - paper Table 1 (cumulative pretraining time, DINO CNN + ViT vs CASS, ratio) and the gains of
   App. G.0.3 per label fraction (CASS vs DINO, CASS vs supervised);
@@ -16,7 +20,9 @@ then prints and writes, per (experiment, dataset):
 
 Files (written atomically) in ``RUNDIR/summary`` (the first RUNDIR) or ``--out``: results.md,
 results.tex (booktabs), results.csv (long form, every metric), pretrain_time.md/.csv,
-timing.csv, gains.csv, paper_comparison.csv and ``plots/*.png``. The table logic is pure and
+timing.csv, gains.csv, paper_comparison.csv, paired_tests.csv (with the exact Wilcoxon p),
+per_class.csv (per-class metrics, mean over replicates), val_selected.csv (which arm validation
+chose, per replicate and metric) and ``plots/*.png``. The table logic is pure and
 lives in :mod:`cass_hpc.report`.
 """
 
@@ -29,7 +35,7 @@ from pathlib import Path
 from rich.console import Console
 
 from cass_hpc import store
-from cass_hpc.report import plots, records, render, settings
+from cass_hpc.report import arms, plots, records, render, settings
 from cass_hpc.report.build import Report, build_report
 from cass_hpc.report.records import CollectError
 from cass_hpc.report.tables import SPREADS
@@ -55,9 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m cass_hpc.collect",
         description=(
             "Collect every results.json under RUNDIR(s) into the CASS paper's tables, one per "
-            "experiment and dataset: the test metric per method · arm (paper row order) and "
-            "label fraction as 'mean ± variance (n=seeds)', '—' where no result exists yet, the "
-            "best of each column in bold (ablation grids: one row per swept value, App. C/D); "
+            "experiment and dataset: the test metric per method · arm (paper row order; then "
+            "both arms together: the arm chosen on validation and the CNN + ViT ensemble) and "
+            "label fraction as 'mean ± variance (n=replicates)' with its 95 % t-interval, '—' "
+            "where no result exists yet, the best of each column in bold (ablation grids: one "
+            "row per swept value, App. C/D); the paired test (paired t, df = n - 1) of CASS "
+            "against each baseline; "
             "ours beside the paper's values; paper Table 1 (pretraining time, DINO vs CASS); "
             "the gains of App. G.0.3; plots. Broken results.json files are warned about and "
             "skipped; a rerun of the same cell key counts once (newest 'created')."
@@ -67,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
             "as the authors' notebooks compute it) for autoimmune, Dermofit and brain MRI; "
             "balanced_accuracy for ISIC-2019; macro_f1 for any other dataset. Writes "
             "results.md/.tex/.csv, pretrain_time.md/.csv, timing.csv, gains.csv, "
-            "paper_comparison.csv and plots/*.png atomically to RUNDIR/summary (or --out). "
+            "paper_comparison.csv, paired_tests.csv, per_class.csv, val_selected.csv and "
+            "plots/*.png atomically to RUNDIR/summary (or --out). "
             "Exit status 2 when a RUNDIR is missing or none holds a usable results.json."
         ),
     )
@@ -80,8 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="[DATASET=]NAME",
         help="test metric of the tables: NAME for every dataset, DATASET=NAME for one "
-        "(repeatable); micro_f1, macro_f1, balanced_accuracy, loss or any key of results.json "
-        "'metrics' (default: the paper's metric per dataset, see below)",
+        "(repeatable); micro_f1, macro_f1, balanced_accuracy, auroc, loss or any key of "
+        "results.json 'metrics' (default: the paper's metric per dataset, see below)",
     )
     parser.add_argument(
         "--spread",
@@ -124,9 +134,11 @@ def collect(
     for metric in metric_choices.values():
         if metric not in available:
             raise CollectError(
-                f"metric {metric!r} is in no results.json; have: {', '.join(available)}"
+                f"metric {metric!r} has a value in no results.json; have: {', '.join(available)}"
             )
-    report = build_report(frame, metric_choices, spread, out / "plots" if draw_plots else None)
+    derived, choices, arm_notes = arms.both_arms(frame)
+    plot_dir = out / "plots" if draw_plots else None
+    report = build_report(frame, metric_choices, spread, plot_dir, derived)
 
     for group in ("results", "pretrain"):
         for table in report.tables(group):
@@ -137,12 +149,14 @@ def collect(
         say(line, style="bold red")
     skipped = len(paths) - len(loaded)
     say(f"collected {len(frame)} cell result(s) from {len(paths)} results.json ({skipped} skipped)")
-    for note in notes + report.notes:
+    for note in notes + arm_notes + report.notes:
         say(f"note: {note}")
-    return _write(report, out, warn)
+    return _write(report, out, warn, {"val_selected.csv": choices.to_csv(index=False)})
 
 
-def _write(report: Report, out: Path, warn: Callable[[str], None]) -> list[Path]:
+def _write(
+    report: Report, out: Path, warn: Callable[[str], None], extra: dict[str, str]
+) -> list[Path]:
     """Every file of the report, atomically; plots last (a failing plot is warned about)."""
     collapse = [f"**{line}**" for line in report.collapse]
     results = [render.to_markdown(t) for t in report.tables("results")] + collapse
@@ -156,6 +170,9 @@ def _write(report: Report, out: Path, warn: Callable[[str], None]) -> list[Path]
         out / "timing.csv": report.timing.to_csv(index=False),
         out / "gains.csv": report.gains.to_csv(index=False),
         out / "paper_comparison.csv": report.comparisons.to_csv(index=False),
+        out / "paired_tests.csv": report.paired.to_csv(index=False),
+        out / "per_class.csv": report.per_class.to_csv(index=False),
+        **{out / name: text for name, text in extra.items()},
     }
     for path, text in written.items():
         store.write_text(path, text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 BACKBONES = {"cnn": "resnet18", "vit": "vit_tiny_patch16_224"}
 
 
@@ -23,9 +25,15 @@ def result(
     dataset: str = "demo-synthetic",
     experiment: str = "demo",
     history: list[dict[str, float]] | None = None,
+    auroc: float | None = None,
+    val_metrics: dict[str, float | None] | None = None,
+    per_class: dict[str, list] | None = None,
+    split_seed: int | None = None,
 ) -> dict[str, object]:
-    """A valid results.json record (schema cass-hpc-results/1) with the given numbers."""
-    return {
+    """A valid results.json record (schema cass-hpc-results/1) with the given numbers; the
+    issue-14 fields (``auroc``, ``val_metrics``, ``per_class``, ``split_seed``) only when given,
+    as an older record lacks them."""
+    record = {
         "schema": "cass-hpc-results/1",
         "key": key,
         "experiment": experiment,
@@ -47,6 +55,19 @@ def result(
         "device": "cpu",
         "created": created,
     }
+    if auroc is not None:
+        record["metrics"]["auroc"] = auroc  # type: ignore[index]
+    extra = {"val_metrics": val_metrics, "per_class": per_class, "split_seed": split_seed}
+    return record | {name: value for name, value in extra.items() if value is not None}
+
+
+def per_class_block(
+    names: list[str], f1: list[float], auroc: list[float | None] | None = None
+) -> dict[str, list]:
+    """A ``per_class`` block (contract of issue 14): precision = recall = f1, support 10."""
+    return {"names": names, "support": [10] * len(names), "precision": list(f1),
+            "recall": list(f1), "f1": list(f1),
+            "auroc": list(auroc) if auroc is not None else [None] * len(names)}  # fmt: skip
 
 
 def pretrain(
@@ -77,14 +98,21 @@ def pretrain(
 
 
 def write_tree(
-    root: Path, records: list[dict[str, object]], overrides: list[list[str]] | None = None
+    root: Path,
+    records: list[dict[str, object]],
+    overrides: list[list[str]] | None = None,
+    predictions: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> list[Path]:
     """One results.json per record, each in its own nested folder as the grid writes them, with
-    a state.json holding ``overrides[i]`` when given; returns the results.json paths."""
+    a state.json holding ``overrides[i]`` when given and a predictions.npz (+ ``files`` in the
+    record) for each record key in ``predictions``; returns the results.json paths."""
     paths = []
     for index, record in enumerate(records):
         folder = root / "store" / f"cell-{index:03d}-{record['key']}"
         folder.mkdir(parents=True)
+        if predictions is not None and record["key"] in predictions:
+            np.savez(folder / "predictions.npz", **predictions[str(record["key"])])
+            record = record | {"files": {"weights": "model.pt", "predictions": "predictions.npz"}}
         (folder / "results.json").write_text(json.dumps(record), encoding="utf-8")
         if overrides is not None:
             state = {"overrides": overrides[index], "state": "done"}

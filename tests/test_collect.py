@@ -223,11 +223,13 @@ def test_cli_writes_files_with_the_numbers(tmp_path: Path) -> None:
     summary = tmp_path / "summary"
     markdown = (summary / "results.md").read_text(encoding="utf-8")
     assert "demo-synthetic" in markdown and "macro_f1" in markdown
-    assert "| CASS · CNN (resnet18) | **0.8500 ± 0.0050 (n=2)** | **0.9500 (n=1)** |" in markdown
+    line = "| CASS · CNN (resnet18) | **0.8500 ± 0.0050 (n=2)** [0.2147, 1.4853] | **0.9500 (n=1)**"
+    assert line in markdown
     assert "4 of 8 cells present" in markdown
     latex = (summary / "results.tex").read_text(encoding="utf-8")
     assert "\\toprule" in latex and "\\bottomrule" in latex
-    assert "CASS $\\cdot$ CNN (resnet18) & \\textbf{0.8500 $\\pm$ 0.0050 (n=2)} & " in latex
+    cell = "\\textbf{0.8500 $\\pm$ 0.0050 (n=2)} [0.2147, 1.4853]"
+    assert f"CASS $\\cdot$ CNN (resnet18) & {cell} & " in latex
     assert "ViT (vit\\_tiny\\_patch16\\_224) & 0.7000 (n=1) & --- \\\\" in latex
     csv = pd.read_csv(summary / "results.csv")
     assert list(csv.columns) == list(tables.SUMMARY_COLUMNS)
@@ -284,7 +286,7 @@ def test_cli_unknown_metric_exits_2_listing_available(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     write_tree(tmp_path, two_seed_records())
-    assert main([str(tmp_path), "--metric", "auroc"]) == 2
+    assert main([str(tmp_path), "--metric", "top5_accuracy"]) == 2
     assert "balanced_accuracy, loss, macro_f1, micro_f1" in capsys.readouterr().err
 
 

@@ -48,8 +48,9 @@ def test_batch_size_grid_gives_app_c1_table_rows_per_value_columns_arm_by_fracti
     ) in markdown
     assert "| Batch size | CNN 10% | Transformer 10% | CNN 100% | Transformer 100% |" in markdown
     assert (
-        "| 8 | **0.6900 ± 0.0002 (n=2)** | **0.5900 ± 0.0002 (n=2)** | **0.8900 ± 0.0002 (n=2)** "
-        "| **0.7900 ± 0.0002 (n=2)** |"
+        "| 8 | **0.6900 ± 0.0002 (n=2)** [0.5629, 0.8171] | **0.5900 ± 0.0002 (n=2)** [0.4629, "
+        "0.7171] | **0.8900 ± 0.0002 (n=2)** [0.7629, 1.0171] | **0.7900 ± 0.0002 (n=2)** "
+        "[0.6629, 0.9171] |"
     ) in markdown
     rows = [line.split(" | ")[0] for line in markdown.splitlines() if line.startswith("| ")]
     assert rows[2:5] == ["| 8", "| 16 (paper)", "| 32"]
@@ -83,7 +84,8 @@ def test_backbone_pair_rows_name_both_backbones_and_columns_the_slots(tmp_path: 
     assert main([str(tmp_path), "--no-plots"]) == 0
     markdown = (tmp_path / "summary" / "results.md").read_text(encoding="utf-8")
     assert "| Backbone pair | Arm 1 (cnn slot) 10% | Arm 2 (vit slot) 10% |" in markdown
-    assert "| r50_densenet161 (resnet50 + densenet161) | 0.6100 ± 0.0002 (n=2) |" in markdown
+    row = "| r50_densenet161 (resnet50 + densenet161) | 0.6100 ± 0.0002 (n=2) [0.4829, 0.7371] |"
+    assert row in markdown
     assert "| paper_pair (paper) (resnet18 + vit_tiny_patch16_224) |" in markdown
 
 

@@ -48,11 +48,12 @@ def test_grid_table_cells_are_mean_and_variance_with_missing_cell_and_duplicate_
     assert "## brain_mri — test micro_f1, mean ± variance over seeds (experiment paper)" in markdown
     # the requeued cell counts once, with the newer number (0.85 and 0.87 → 0.86 ± 0.0002)
     assert (
-        "| CASS · CNN (resnet18) | **0.8600 ± 0.0002 (n=2)** | **0.9600 ± 0.0002 (n=2)** |"
-        in markdown
+        "| CASS · CNN (resnet18) | **0.8600 ± 0.0002 (n=2)** [0.7329, 0.9871] | **0.9600 ± 0.0002 "
+        "(n=2)** [0.8329, 1.0871] |" in markdown
     )
     assert (
-        "| DINO · ViT (vit_tiny_patch16_224) | 0.6200 ± 0.0008 (n=2) | 0.7000 (n=1) |" in markdown
+        "| DINO · ViT (vit_tiny_patch16_224) | 0.6200 ± 0.0008 (n=2) [0.3659, 0.8741] | 0.7000 "
+        "(n=1) |" in markdown
     )
     assert "23 of 24 cells present" in markdown  # DINO · ViT · 100 % seed 1 never finished
     captured = capsys.readouterr()
@@ -125,7 +126,7 @@ def test_metric_override_per_dataset_changes_only_that_table(
     out = run(grid, "--metric", "brain_mri=macro_f1")
     markdown = (out / "results.md").read_text(encoding="utf-8")
     assert "## brain_mri — test macro_f1" in markdown
-    assert "| CASS · CNN (resnet18) | **0.7600 ± 0.0002 (n=2)** |" in markdown  # micro − 0.1
+    assert "| CASS · CNN (resnet18) | **0.7600 ± 0.0002 (n=2)** [" in markdown  # micro − 0.1
     assert "## isic2019 — test balanced_accuracy" in markdown
 
 

@@ -7,6 +7,10 @@ One concept per module, all pure except :mod:`.plots` (files) and :mod:`.records
 - :mod:`.settings`  which configuration keys a grid sweeps (the ablations of App. C/D);
 - :mod:`.format`    numbers, durations, row labels and paper order;
 - :mod:`.tables`    mean ± variance over seeds, the results table (paper Tables 2-5), best cells;
+- :mod:`.stats`     the 95 % t-interval of a mean and the paired test of two samples (numbers);
+- :mod:`.paired`    CASS against each baseline, paired by replicate (split_seed, seed);
+- :mod:`.arms`      both arms together (§6): the arm chosen on validation, the CNN + ViT ensemble;
+- :mod:`.per_class` per-class test metrics (results.json ``per_class``) over replicates;
 - :mod:`.ablations` ablation tables in the layout of App. C/D;
 - :mod:`.timing`    pretraining wall time and paper Table 1 (DINO CNN+ViT vs CASS, ratio);
 - :mod:`.gains`     the gain per label fraction as App. G.0.3 computes it;

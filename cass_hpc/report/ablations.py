@@ -17,10 +17,12 @@ import pandas as pd
 from cass_hpc.report.format import (
     ARM_HEADERS,
     ARM_ORDER,
+    DERIVED_ARMS,
     METHOD_ORDER,
     MISSING,
     format_cell,
     format_fraction,
+    format_interval,
     method_label,
 )
 from cass_hpc.report.settings import ABLATIONS, parse_setting, swept_keys, value_order
@@ -49,10 +51,13 @@ def ablation_table(rows: pd.DataFrame, spread: str = "var", title: str = "") -> 
 
     Rows: each swept value (paper order, the paper's own value marked ``(paper)``), per method
     when several methods ran; for the backbone-pair key the row names both backbones. Columns:
-    arm × fraction. Cells ``mean ± spread (n=k)``; best of each column marked.
+    arm × fraction. Cells ``mean ± spread (n=k)``, the 95 % t-interval as their second line;
+    best of each column marked. The rows of both arms together (val-selected arm, ensemble;
+    :mod:`.arms`) are left out here to keep the paper's layout; results.csv has them.
     """
     if spread not in SPREADS:
         raise ValueError(f"spread must be one of {', '.join(SPREADS)}, got {spread!r}")
+    rows = rows[~rows["arm"].isin(DERIVED_ARMS)]
     keys = swept_keys(rows["setting"])
     key = keys[0] if len(keys) == 1 else None
     several_methods = rows["method"].nunique() > 1
@@ -87,9 +92,11 @@ def ablation_table(rows: pd.DataFrame, spread: str = "var", title: str = "") -> 
     name = ABLATIONS[key].label if key in ABLATIONS else (key or "Setting")
     cells = pd.DataFrame(MISSING, index=pd.Index(index, name=name), columns=columns, dtype=object)
     best = pd.DataFrame(False, index=cells.index, columns=columns, dtype=bool)
+    sub = pd.DataFrame("", index=cells.index, columns=columns, dtype=object)
     for item in rows.itertuples(index=False):
         row, column = label(item.setting, item.method), _header(key, item.arm, item.label_fraction)
         cells.loc[row, column] = format_cell(item.mean, getattr(item, spread), int(item.n))
+        sub.loc[row, column] = format_interval(item.ci_low, item.ci_high)
     # best per column among the rows of this table (not the whole dataset)
     for column in columns:
         means = {}
@@ -101,4 +108,4 @@ def ablation_table(rows: pd.DataFrame, spread: str = "var", title: str = "") -> 
             top = min(means.values()) if lower else max(means.values())
             for row, mean in means.items():
                 best.loc[row, column] = mean == top
-    return Table(title=title, cells=cells, best=best)
+    return Table(title=title, cells=cells, best=best, sub=sub)

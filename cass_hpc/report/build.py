@@ -3,7 +3,9 @@ except through the plot callables it hands back).
 
 For each (experiment, dataset): the results table (paper Tables 2-5) or, when the grid swept a
 setting, the ablation table (App. C/D), with its coverage; ours beside the paper's values when
-the dataset is one of the paper's (and not SYNTHETIC). Per experiment: paper Table 1 (DINO vs
+the dataset is one of the paper's (and not SYNTHETIC); each cell with its 95 % t-interval, the
+rows of both arms together (val-selected arm, ensemble; :mod:`.arms`) and the paired test of
+CASS against each baseline (:mod:`.paired`). Per experiment: paper Table 1 (DINO vs
 CASS pretraining time) and the gains of App. G.0.3. Then the detailed pretraining-time tables
 and COLLAPSE lines.
 
@@ -22,8 +24,9 @@ import pandas as pd
 
 from cass_hpc.report import plots
 from cass_hpc.report.ablations import ablation_table, ablation_title
-from cass_hpc.report.format import slug
+from cass_hpc.report.format import DERIVED_ARMS, slug
 from cass_hpc.report.gains import GAIN_COLUMNS, gains_frame, gains_table
+from cass_hpc.report.paired import TEST_COLUMNS, paired_table, paired_tests
 from cass_hpc.report.paper import (
     COMPARISON_COLUMNS,
     PAPER_GAINS,
@@ -33,9 +36,17 @@ from cass_hpc.report.paper import (
     metric_for,
     timing_comparison,
 )
+from cass_hpc.report.per_class import per_class_frame
 from cass_hpc.report.records import TABLE_COLUMNS
 from cass_hpc.report.settings import swept_keys
-from cass_hpc.report.tables import SPREAD_WORDS, Table, aggregate, coverage, results_table
+from cass_hpc.report.tables import (
+    LOWER_IS_BETTER,
+    SPREAD_WORDS,
+    Table,
+    aggregate,
+    coverage,
+    results_table,
+)
 from cass_hpc.report.timing import (
     pretrain_runs,
     pretrain_summary,
@@ -58,6 +69,8 @@ class Report:
     timing: pd.DataFrame = field(default_factory=pd.DataFrame)
     gains: pd.DataFrame = field(default_factory=pd.DataFrame)
     comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)
+    paired: pd.DataFrame = field(default_factory=pd.DataFrame)
+    per_class: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     collapse: list[str] = field(default_factory=list)
     plots: list[tuple[str, Callable[[], Path | None]]] = field(default_factory=list)
@@ -73,20 +86,45 @@ def _title(experiment: str, dataset: str, part: pd.DataFrame, text: str) -> str:
     return title + (" — SYNTHETIC data" if part["synthetic"].any() else "")
 
 
+def _cell_notes(part: pd.DataFrame, rows: pd.DataFrame, word: str, metric: str) -> tuple[str, ...]:
+    """The notes under a results table: coverage, what a cell shows, the rows of both arms."""
+    present, expected = coverage(part)
+    notes = [
+        f"{present} of {expected} cells present",
+        f"cell: mean ± {word} (ddof 1) over n replicates (seed × data split); under it [a, b] = "
+        "the 95 % t-interval of the mean (t quantile, df = n − 1; none for n = 1; wide for "
+        "small n: t = 12.7 at n = 2, 4.3 at n = 3)",
+    ]
+    if rows["arm"].isin(DERIVED_ARMS).any():
+        lower = "lower" if metric in LOWER_IS_BETTER else "higher"
+        notes.append(
+            f"val-selected arm: per replicate the arm with the {lower} validation {metric} "
+            "(tie: CNN), its test score; ensemble: the mean of the two arms' test probabilities "
+            "(argmax; multi-label: > 0.5), scored like a cell"
+        )
+    return tuple(notes)
+
+
 def build_report(
     frame: pd.DataFrame,
     metric_choices: dict[str, str],
     spread: str = "var",
     plot_dir: Path | None = None,
+    derived: pd.DataFrame | None = None,
 ) -> Report:
     """The whole report for deduplicated, annotated records (see :mod:`.records`).
 
     ``metric_choices``: ``{"*": metric}`` for every dataset and/or ``{dataset: metric}``; the
-    rest get the paper's metric (:func:`~cass_hpc.report.paper.metric_for`).
+    rest get the paper's metric (:func:`~cass_hpc.report.paper.metric_for`). ``derived``: the
+    val-selected and ensemble rows (:func:`~cass_hpc.report.arms.both_arms`), tabulated like
+    the arms' cells.
     """
-    report = Report(summary=aggregate(frame))
+    cells = frame
+    if derived is not None and not derived.empty:
+        cells = pd.concat([frame, derived], ignore_index=True)
+    report = Report(summary=aggregate(cells), per_class=per_class_frame(frame))
     summary, word = report.summary, SPREAD_WORDS[spread]
-    comparisons, chosen_rows = [], []
+    comparisons, chosen_rows, tests = [], [], []
     for (experiment, dataset), part in frame.groupby(list(TABLE_COLUMNS), sort=True):
         metric = metric_for(str(dataset), metric_choices)
         rows = summary[(summary["experiment"] == experiment) & (summary["dataset"] == dataset)]
@@ -99,16 +137,24 @@ def build_report(
             )
             continue
         chosen_rows.append(rows)
-        present, expected = coverage(part)
-        notes = (f"{present} of {expected} cells present",)
+        notes = _cell_notes(part, rows, word, metric)
         keys = swept_keys(part["setting"])
-        text = f"test {metric}, mean ± {word} over seeds"
+        over = "seeds" if part["split_seed"].isna().all() else "replicates (seed × split)"
+        text = f"test {metric}, mean ± {word} over {over}"
         if keys:
             title = _title(experiment, dataset, part, f"ablation: {ablation_title(keys)}; {text}")
             table = ablation_table(rows, spread, title)
         else:
             table = results_table(rows, spread, _title(experiment, dataset, part, text))
-        report.sections.append(("results", Table(table.title, table.cells, table.best, notes)))
+        report.sections.append(
+            ("results", Table(table.title, table.cells, table.best, notes, sub=table.sub))
+        )
+        mine = cells[(cells["experiment"] == experiment) & (cells["dataset"] == dataset)]
+        tested = paired_tests(mine, {(experiment, dataset): metric})
+        if not tested.empty:
+            tests.append(tested)
+            title = _title(experiment, dataset, part, f"paired test over replicates, test {metric}")
+            report.sections.append(("results", paired_table(tested, title)))
         canonical = canonical_dataset(str(dataset))
         if canonical and part["synthetic"].any():
             report.notes.append(f"{dataset}: SYNTHETIC data, not compared with the paper")
@@ -130,6 +176,9 @@ def build_report(
             stem = plot_dir / f"{slug(experiment)}_{slug(dataset)}"
             _add_plots(report, stem, rows, part, metric, f"{dataset} ({experiment})")
 
+    report.paired = (
+        pd.concat(tests, ignore_index=True) if tests else pd.DataFrame(columns=list(TEST_COLUMNS))
+    )
     chosen = pd.concat(chosen_rows) if chosen_rows else summary.iloc[0:0]
     _add_timing_and_gains(report, frame, chosen, plot_dir)
     report.comparisons = (

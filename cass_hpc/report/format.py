@@ -18,8 +18,11 @@ MISSING = "—"
 # single digits: paper_order sorts on the text "<rank><method>"; 9 = a method not listed here
 METHOD_ORDER = {"dino": 0, "cass": 1, "cass_plus": 2, "supervised": 3}
 METHOD_LABELS = {"dino": "DINO", "cass": "CASS", "cass_plus": "CASS+", "supervised": "Supervised"}
-ARM_ORDER = {"cnn": 0, "vit": 1}
-ARM_LABELS = {"cnn": "CNN", "vit": "ViT"}
+# val_selected / ensemble: both arms together (issue 14 item 4, report.arms), after the two arms
+ARM_ORDER = {"cnn": 0, "vit": 1, "val_selected": 2, "ensemble": 3}
+ARM_LABELS = {"cnn": "CNN", "vit": "ViT", "val_selected": "val-selected arm",
+              "ensemble": "ensemble"}  # fmt: skip
+DERIVED_ARMS = ("val_selected", "ensemble")
 ARM_HEADERS = {"cnn": "CNN", "vit": "Transformer"}  # the ablation tables' column words (App. C)
 
 
@@ -44,6 +47,13 @@ def format_cell(mean: float | None, spread: float | None, n: int) -> str:
     if n == 1 or spread is None or not math.isfinite(spread):
         return f"{format_value(mean)} (n={n})"
     return f"{format_value(mean)} ± {format_value(spread)} (n={n})"
+
+
+def format_interval(low: float | None, high: float | None) -> str:
+    """``[0.7865, 0.9135]``; ``""`` when unknown (a single replicate)."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f"[{format_value(low)}, {format_value(high)}]"
 
 
 def format_delta(delta: float | None) -> str:
@@ -71,7 +81,9 @@ def method_label(method: str) -> str:
 
 
 def row_label(method: str, arm: str, backbone: str) -> str:
-    """``CASS · CNN (resnet18)``."""
+    """``CASS · CNN (resnet18)``; both arms together: ``CASS · ensemble`` (no backbone)."""
+    if arm in DERIVED_ARMS:
+        return f"{method_label(method)} · {ARM_LABELS[arm]}"
     return f"{method_label(method)} · {ARM_LABELS.get(arm, arm.upper())} ({backbone})"
 
 

@@ -6,6 +6,12 @@ overrides are how the collector knows which ablation value a cell ran with. A fi
 valid JSON or not such a record is reported by path and skipped; a requeued or rerun cell (same
 ``key``) counts once, the newest ``created`` winning.
 
+Issue 14 fields (additive; an old record without them still counts): ``val_metrics`` (the
+validation metrics of the kept weights, to choose an arm), ``per_class`` (test metrics per
+class), ``split_seed`` (null = the packed split; a replicate is (split_seed, seed)) and
+``files.predictions`` (the cell's ``predictions.npz``, for the CNN + ViT ensemble). A malformed
+optional field is ignored, never costing the cell its test metrics.
+
 Example:
     >>> records = load_records(find_results([Path("runs/demo")]), warn=print)
     >>> frame, notes = deduplicate(settings.annotate(records_frame(records)))
@@ -30,6 +36,9 @@ REQUIRED_KEYS = (
     "label_fraction", "seed", "metrics", "created",
 )  # fmt: skip
 METRIC_PREFIX = "metric."
+VAL_PREFIX = "val."  # the validation metrics of the kept weights (results.json 'val_metrics')
+REPLICATE_COLUMNS = ("split_seed", "seed")  # one replicate of a cell (issue 14 item 7)
+PER_CLASS_FIELDS = ("support", "precision", "recall", "f1", "auroc")
 TABLE_COLUMNS = ("experiment", "dataset")  # one results table per (experiment, dataset)
 ROW_COLUMNS = ("method", "arm", "backbone")
 CELL_COLUMNS = (*TABLE_COLUMNS, "setting", *ROW_COLUMNS, "label_fraction")
@@ -89,6 +98,10 @@ def parse_record(raw: object) -> dict[str, object]:
     if not isinstance(raw["seed"], int) or isinstance(raw["seed"], bool):
         raise RecordError(f"'seed' must be an integer, got {raw['seed']!r}")
     record["seed"] = raw["seed"]
+    split_seed = raw.get("split_seed")
+    if split_seed is not None and (not isinstance(split_seed, int) or isinstance(split_seed, bool)):
+        raise RecordError(f"'split_seed' must be an integer or null, got {split_seed!r}")
+    record["split_seed"] = split_seed
     try:
         created = pd.Timestamp(raw["created"])
     except (TypeError, ValueError):
@@ -105,6 +118,13 @@ def parse_record(raw: object) -> dict[str, object]:
         if value is not None and not _is_number(value):
             raise RecordError(f"metric {name!r} must be a number or null, got {value!r}")
         record[METRIC_PREFIX + name] = math.nan if value is None else float(value)
+    val_metrics = raw.get("val_metrics") if isinstance(raw.get("val_metrics"), dict) else {}
+    for name, value in val_metrics.items():
+        record[VAL_PREFIX + str(name)] = float(value) if _is_number(value) else math.nan
+    record["per_class"] = parse_per_class(raw.get("per_class"))
+    files = raw.get("files") if isinstance(raw.get("files"), dict) else {}
+    predictions = files.get("predictions")
+    record["predictions_file"] = predictions if isinstance(predictions, str) else None
     record["synthetic"] = bool(raw.get("synthetic", False))
     warnings = raw.get("warnings") or []
     record["collapsed"] = any("COLLAPSE" in str(w) for w in warnings)  # its net had collapsed
@@ -116,6 +136,25 @@ def parse_record(raw: object) -> dict[str, object]:
     record.update(_parse_pretrain(raw.get("pretrain"), str(record["method"])))
     record["overrides"] = {}
     return record
+
+
+def parse_per_class(per_class: object) -> dict[str, list] | None:
+    """The ``per_class`` block (names + one list per :data:`PER_CLASS_FIELDS`, null entries as
+    NaN); ``None`` when absent or malformed (lists of different lengths, a non-number)."""
+    if not isinstance(per_class, dict) or not isinstance(per_class.get("names"), list):
+        return None
+    names = [str(name) for name in per_class["names"]]
+    parsed: dict[str, list] = {"names": names}
+    for name in PER_CLASS_FIELDS:
+        values = per_class.get(name)
+        if values is None and name == "auroc":
+            values = [None] * len(names)
+        if not isinstance(values, list) or len(values) != len(names):
+            return None
+        if not all(v is None or _is_number(v) for v in values):
+            return None
+        parsed[name] = [math.nan if v is None else float(v) for v in values]
+    return parsed
 
 
 def _numbers(values: object) -> list[float]:
@@ -263,6 +302,8 @@ def load_records(paths: Iterable[Path], warn: Callable[[str], None]) -> list[dic
             warn(f"{path}: {error}; skipped")
             continue
         record["path"] = str(path)
+        name = record.pop("predictions_file", None)
+        record["predictions_path"] = str(path.parent / str(name)) if name else None
         record["overrides"] = read_overrides(path)
         records.append(record)
     return records
@@ -271,13 +312,14 @@ def load_records(paths: Iterable[Path], warn: Callable[[str], None]) -> list[dic
 def records_frame(records: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     """One row per parsed record (see :func:`parse_record`); extra keys such as ``path`` kept."""
     frame = pd.DataFrame(list(records))
-    for column in ("key", *CELL_COLUMNS, "seed", "created", "pretrain_key", "pretrain_method"):
+    for column in ("key", *CELL_COLUMNS, "seed", "created", "pretrain_key", "pretrain_method",
+                   "predictions_path"):  # fmt: skip
         if column not in frame:
             frame[column] = pd.Series(dtype=object)
     if "setting" in frame:
         frame["setting"] = frame["setting"].fillna("")
     for column in ("overrides", "history", "pretrain_loss", "pretrain_spread",
-                   "pretrain_knn_epochs", "pretrain_knn"):  # fmt: skip
+                   "pretrain_knn_epochs", "pretrain_knn", "per_class"):  # fmt: skip
         if column not in frame:
             frame[column] = pd.Series([None] * len(frame), dtype=object)
     for column in ("pretrain_wall_s", "pretrain_images_per_s", "pretrain_final_loss",
@@ -285,14 +327,25 @@ def records_frame(records: Iterable[Mapping[str, object]]) -> pd.DataFrame:
                    "pretrain_knn_chance", "pretrain_knn_final_cnn", "pretrain_knn_final_vit",
                    "pretrain_knn_s"):  # fmt: skip
         frame[column] = pd.to_numeric(frame.get(column), errors="coerce")
+    split_seed = frame.get("split_seed", pd.Series(None, index=frame.index, dtype=object))
+    frame["split_seed"] = pd.array(split_seed.tolist(), dtype="Int64")  # null: the packed split
     frame["collapsed"] = frame.get("collapsed", pd.Series(False, index=frame.index)).fillna(False)
     frame["synthetic"] = frame.get("synthetic", pd.Series(False, index=frame.index)).fillna(False)
     return frame
 
 
 def metric_names(frame: pd.DataFrame) -> list[str]:
-    """The test metrics present in a records frame, sorted."""
-    return sorted(c[len(METRIC_PREFIX) :] for c in frame.columns if c.startswith(METRIC_PREFIX))
+    """The test metrics present in a records frame (with a value in some record), sorted."""
+    return sorted(
+        c[len(METRIC_PREFIX) :]
+        for c in frame.columns
+        if c.startswith(METRIC_PREFIX) and frame[c].notna().any()
+    )
+
+
+def replicate_label(split_seed: object, seed: object) -> str:
+    """``seed 1`` for the packed split, ``split 3 seed 1`` for a re-drawn one."""
+    return f"seed {seed}" if pd.isna(split_seed) else f"split {split_seed} seed {seed}"
 
 
 def deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
@@ -308,14 +361,15 @@ def deduplicate(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     notes = []
     if dropped := len(ordered) - len(by_key):
         notes.append(f"{dropped} duplicate result(s) of an already seen key counted once (newest)")
-    coordinates = [*CELL_COLUMNS, "seed"]
+    coordinates = [*CELL_COLUMNS, *REPLICATE_COLUMNS]
     for values, group in by_key.groupby(coordinates, sort=True, dropna=False):
         if len(group) > 1:
             cell = dict(zip(coordinates, values, strict=True))
             setting = f" [{cell['setting']}]" if cell["setting"] else ""
             notes.append(
                 f"{cell['experiment']}/{cell['dataset']}{setting} {cell['method']}/{cell['arm']} "
-                f"{format_fraction(cell['label_fraction'])} seed {cell['seed']}: "
+                f"{format_fraction(cell['label_fraction'])} "
+                f"{replicate_label(cell['split_seed'], cell['seed'])}: "
                 f"{len(group)} results with different keys ({', '.join(group['key'])}); "
                 f"kept the newest ({group['key'].iloc[-1]})"
             )
