@@ -63,6 +63,14 @@ def test_demo_multirun_runs_every_cell_and_shares_pretraining(
     for row in ("CASS · CNN (resnet10t)", "Supervised · ViT (vit_tiny_patch16_224)"):
         assert row in table
     assert "4 of 4" in proc.stdout
+    for row in ("CASS · val-selected arm", "CASS · ensemble"):  # both arms together (issue 14)
+        assert row in table
+
+    # The paper's maps and the embedding plots come from the cells' kept weights.
+    proc = run_module("cass_hpc.maps", str(runs / "demo"), "--samples", "4")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    pngs = {p.name.split("-")[0] for p in (runs / "demo" / "summary" / "maps").glob("*.png")}
+    assert pngs == {"maps", "embeddings"}
 
     # Re-running a finished cell (same resolved config) trains nothing and rewrites nothing.
     before = {p: p.stat().st_mtime_ns for p in (runs / "demo").rglob("results.json")}
