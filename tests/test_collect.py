@@ -138,8 +138,8 @@ def test_pretrain_time_sums_distinct_keys_per_seed_and_counts_shared_key_once() 
     assert "supervised" not in per_seed.index
     table = timing.pretrain_table(timing.pretrain_summary(frame_of(records))).cells
     assert list(table.index) == ["DINO", "CASS"]
-    assert table.loc["DINO", "Pretraining time per seed (mean ± std)"] == "2 min 30 s"
-    assert table.loc["CASS", "Seconds"] == "60.0"
+    assert table.loc["DINO", "Time per seed (mean ± std)"] == "2 min 30 s"
+    assert table.loc["CASS", "Total (all seeds)"] == "1 min 00 s"
 
 
 def test_pretrain_time_mean_and_std_over_seeds() -> None:
@@ -148,8 +148,7 @@ def test_pretrain_time_mean_and_std_over_seeds() -> None:
         for seed, wall_s, speed in ((0, 60.0, 100.0), (1, 70.0, 120.0))
     ]
     row = timing.pretrain_table(timing.pretrain_summary(frame_of(records))).cells.loc["CASS"]
-    assert row["Pretraining time per seed (mean ± std)"] == "1 min 05 s ± 7.1 s"
-    assert row["Seconds"] == "65.0 ± 7.1"
+    assert row["Time per seed (mean ± std)"] == "1 min 05 s ± 7.1 s"
     assert row["Total (all seeds)"] == "2 min 10 s"
     assert row["Images/s"] == "110.0"
     assert row["Seeds"] == "n=2"
@@ -245,7 +244,8 @@ def test_cli_pretrain_files_hold_the_times(tmp_path: Path) -> None:
     out = tmp_path / "elsewhere"
     assert main([str(tmp_path), "--out", str(out), "--no-plots"]) == 0
     markdown = (out / "pretrain_time.md").read_text(encoding="utf-8")
-    assert "| CASS | 1 min 05 s | 65.0 | 1 min 05 s | 1 | 100.0 | n=1 |" in markdown
+    assert "| CASS | 1 min 05 s | 1 min 05 s | 1 | 100.0 | n=1 |" in markdown
+    assert "what pretraining handed to fine-tuning" in markdown  # the health table follows
     assert pd.read_csv(out / "pretrain_time.csv")["wall_s_mean"].item() == 65.0
 
 
@@ -313,7 +313,8 @@ def test_pretrain_table_shows_final_loss_and_each_nets_spread_to_reveal_collapse
             "spread": {"cnn": [5.0, 1.0], "vit": [2.0, vit_spread]},
         }
         records.append(result(f"c{seed}", seed=seed, pretrain=block))
-    row = timing.pretrain_table(timing.pretrain_summary(frame_of(records))).cells.loc["CASS"]
+    health = timing.pretrain_health_table(timing.pretrain_summary(frame_of(records)))
+    row = health.cells.loc["CASS"]
     assert row["Final loss"] == "0.003"
     assert row["Final spread CNN / ViT"] == "1 / 0.05"
 
@@ -330,16 +331,15 @@ def test_pretrain_table_shows_each_nets_mean_final_knn_with_chance_and_monitor_t
         # a run from before the monitor
         result("plus", method="cass_plus", pretrain=pretrain("old", 60.0, "cass_plus")),
     ]  # fmt: skip
-    table = timing.pretrain_table(timing.pretrain_summary(frame_of(records))).cells
+    table = timing.pretrain_health_table(timing.pretrain_summary(frame_of(records))).cells
     assert table.loc["CASS", "k-NN CNN / ViT (chance)"] == "0.52 / 0.47 (0.25)"
     assert table.loc["CASS", "Monitor s"] == "2.5"
     assert table.loc["DINO", "k-NN CNN / ViT (chance)"] == "0.40 / — (0.25)"
     assert table.loc["CASS+", "k-NN CNN / ViT (chance)"] == "—"
     assert table.loc["CASS+", "Monitor s"] == "—"
     assert timing.format_knn(0.5, None, None) == "0.50 / —"  # chance unknown: left out
-    assert list(table.columns)[:8] == [
-        "Pretraining time per seed (mean ± std)", "Seconds", "Total (all seeds)",
-        "Runs per seed", "Images/s", "Seeds", "Final loss", "Final spread CNN / ViT",
+    assert list(table.columns) == [
+        "Final loss", "Final spread CNN / ViT", "k-NN CNN / ViT (chance)", "Monitor s"
     ]  # fmt: skip
 
 

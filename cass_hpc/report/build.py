@@ -48,6 +48,7 @@ from cass_hpc.report.tables import (
     results_table,
 )
 from cass_hpc.report.timing import (
+    pretrain_health_table,
     pretrain_runs,
     pretrain_summary,
     pretrain_table,
@@ -192,6 +193,8 @@ def build_report(
         records = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
         title = _title(experiment, dataset, records, "pretraining wall time per method")
         report.sections.append(("pretrain", pretrain_table(part, title)))
+        health = _title(experiment, dataset, records, "what pretraining handed to fine-tuning")
+        report.sections.append(("pretrain", pretrain_health_table(part, health)))
 
     collapsed = frame[frame["collapsed"].astype(bool)]
     for (dataset, method, arm, backbone), part in collapsed.groupby(

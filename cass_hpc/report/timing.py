@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pandas as pd
 
@@ -108,21 +109,29 @@ def format_knn(cnn: float | None, vit: float | None, chance: float | None) -> st
 
 
 def pretrain_table(summary: pd.DataFrame, title: str = "") -> Table:
-    """Formatted pretraining-time table of ONE (experiment, dataset) of :func:`pretrain_summary`."""
+    """Formatted pretraining-time table of ONE (experiment, dataset) of :func:`pretrain_summary`
+    (seconds and every other figure are in pretrain_time.csv)."""
     rows = {}
     for item in summary.itertuples(index=False):
         low, high = int(item.runs_per_seed_min), int(item.runs_per_seed_max)
         spread = "" if item.seeds < 2 else f" ± {format_duration(item.wall_s_std)}"
-        seconds = "" if item.seeds < 2 else f" ± {item.wall_s_std:.1f}"
         speed = item.images_per_s_mean
-        label = method_label(item.method) + (f" · {item.setting}" if item.setting else "")
-        rows[label] = {
-            "Pretraining time per seed (mean ± std)": format_duration(item.wall_s_mean) + spread,
-            "Seconds": f"{item.wall_s_mean:.1f}{seconds}",
+        rows[_row_label(item)] = {
+            "Time per seed (mean ± std)": format_duration(item.wall_s_mean) + spread,
             "Total (all seeds)": format_duration(item.wall_s_total),
             "Runs per seed": str(low) if low == high else f"{low}–{high}",
             "Images/s": MISSING if pd.isna(speed) else f"{speed:.1f}",
             "Seeds": f"n={item.seeds}",
+        }
+    return _table(rows, title)
+
+
+def pretrain_health_table(summary: pd.DataFrame, title: str = "") -> Table:
+    """What each pretraining handed to fine-tuning, for ONE (experiment, dataset): final loss,
+    each net's output spread and k-NN score (the health monitor; chance in brackets)."""
+    rows = {}
+    for item in summary.itertuples(index=False):
+        rows[_row_label(item)] = {
             "Final loss": _number(item.final_loss_mean),
             "Final spread CNN / ViT": (
                 f"{_number(item.final_spread_cnn_mean)} / {_number(item.final_spread_vit_mean)}"
@@ -132,6 +141,14 @@ def pretrain_table(summary: pd.DataFrame, title: str = "") -> Table:
             ),
             "Monitor s": MISSING if pd.isna(item.knn_s_mean) else f"{item.knn_s_mean:.1f}",
         }
+    return _table(rows, title)
+
+
+def _row_label(item: Any) -> str:
+    return method_label(item.method) + (f" · {item.setting}" if item.setting else "")
+
+
+def _table(rows: dict[str, dict[str, str]], title: str) -> Table:
     cells = pd.DataFrame.from_dict(rows, orient="index", dtype=object)
     cells.index.name = "Method"
     return Table(title=title, cells=cells)
