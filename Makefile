@@ -21,11 +21,12 @@ $(STAMP): requirements.lock pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
 
-demo: install  ## pack the synthetic demo set, run the CASS vs supervised grid on CPU, print the table
+demo: install  ## pack the synthetic demo set, run the CASS vs supervised grid on CPU, print the tables, draw the maps
 	@start=$$(date +%s); set -e; \
 	$(PY) -m preprocess synthetic shapes $(DEMO_DATA) --image-size 64 --per-class 150 --overwrite; \
 	$(PY) -m cass_hpc.run --multirun experiment=demo runs_dir=$(RUNS) dataset.path=$(DEMO_DATA); \
 	$(PY) -m cass_hpc.collect $(RUNS)/demo; \
+	$(PY) -m cass_hpc.maps $(RUNS)/demo; \
 	echo "demo finished in $$(( $$(date +%s) - start )) s (after installation); data were SYNTHETIC shapes"
 
 # The paper's grid (DINO vs CASS vs supervised × both arms × 5 seeds) on SLURM, one job per cell on
