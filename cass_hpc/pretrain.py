@@ -169,7 +169,7 @@ class RunningSums:
         return values[0], dict(zip(self.spreads, values[1:], strict=True))
 
 
-def _step(
+def optimisation_step(
     method: PretrainMethod,
     views: Views,
     progress: Progress,
@@ -291,7 +291,7 @@ def pretrain(
             steps, running = sums["step"], RunningSums(device, sums["total"], sums["spreads"])
             for step, (views, _labels) in enumerate(loader, start=start_step + 1):
                 progress = Progress(epoch, step, steps_per_epoch, cfg.epochs)
-                out = _step(method, views, progress, optimizers, arms, cfg, accelerator)
+                out = optimisation_step(method, views, progress, optimizers, arms, cfg, accelerator)
                 if not torch.isfinite(out.loss):
                     value = float(out.loss.detach())
                     raise NonFiniteLossError(

@@ -28,7 +28,7 @@ from torch import nn
 
 log = logging.getLogger(__name__)
 
-VARIANTS = ("base", "auto", "channels_last", "fused", "compile", "sync")
+VARIANTS = ("base", "auto", "channels_last", "fused", "compile", "epoch_reads")
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class StepSpeed:
             "channels_last": replace(base, channels_last=True),
             "fused": replace(base, fused_optimizer=True),
             "compile": replace(base, compile=True),
-            "sync": replace(base, read_every=0),  # base, minus the per-step reads
+            "epoch_reads": replace(base, read_every=0),  # base, minus the per-step reads
         }[name]
 
 

@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parts[main_precision] = harness(
         args.out / f"bench-{main_precision}.json",
         main_precision,
-        ["--variants", "base,auto,channels_last,fused,sync"],
+        ["--variants", "base,auto,channels_last,fused,epoch_reads"],
         left() - 90,
     )
     if left() > 30:

@@ -1,9 +1,9 @@
 """The measurements behind ``python -m cass_hpc.bench``: step times, loader rate, FLOP/s.
 
 Every step is the pretraining loop's own (``pretrain.prepare_step`` builds the nets and
-optimisers, ``pretrain._step`` runs one optimisation step, ``pretrain.RunningSums`` keeps the
-loop's bookkeeping), on one batch of views made by the method's own ``train_transform``; the
-methods come from the ``METHODS`` registry with their ``conf/`` settings. Times are medians of
+optimisers, ``pretrain.optimisation_step`` runs one optimisation step, ``pretrain.RunningSums``
+keeps the loop's bookkeeping), on one batch of views made by the method's own train_transform;
+the methods come from the ``METHODS`` registry with their ``conf/`` settings. Times are medians of
 ``repeats`` steps after ``warmup`` steps, the methods interleaved, so that a machine's drift
 (other jobs, clocks) falls on all of them alike.
 """
@@ -33,7 +33,7 @@ from cass_hpc.device import AUTOCAST_DTYPES
 from cass_hpc.methods import METHODS
 from cass_hpc.methods.base import PretrainMethod, Progress, Views
 from cass_hpc.models import ArmSpec
-from cass_hpc.pretrain import PretrainConfig, RunningSums, _step, prepare_step
+from cass_hpc.pretrain import PretrainConfig, RunningSums, optimisation_step, prepare_step
 from cass_hpc.speed import StepSpeed
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -116,7 +116,7 @@ class StepRunner:
         self.steps = 0
 
     def __call__(self) -> None:
-        out = _step(
+        out = optimisation_step(
             self.method,
             self.views,
             PROGRESS,
