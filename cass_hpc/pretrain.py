@@ -128,7 +128,7 @@ def prepare_step(
     if converted:
         log.info("channels_last: %s", ", ".join(converted))
     arms = dict(method.arms.items())
-    fused = speed.fused_optimizer and accelerator.device.type == "cuda"
+    fused = speed.fused_optimizer  # Adam/AdamW only; CUDA and CPU have the kernel
     optimizers = {
         a: build_optimizer(cfg.arm_optimizers.get(a, cfg.optimizer), net.parameters(), cfg.lr,
                            cfg.weight_decay, fused=fused)

@@ -78,7 +78,9 @@ def harness(out: Path, precision: str, extra: list[str], timeout_s: float) -> di
     return store.read_json(out)
 
 
-def one_epoch(tmp: Path, per_class: int) -> dict[str, Any]:
+def one_epoch(
+    tmp: Path, per_class: int, pair_name: str = "paper_pair", size: int = 384, device: str = "cuda"
+) -> dict[str, Any]:
     """One CASS epoch of the paper pair at 384 px through the real loop; its record."""
     from cass_hpc.bench.harness import load_pair, method_settings, pack_synthetic
     from cass_hpc.data.dataset import ShardDataset
@@ -88,9 +90,8 @@ def one_epoch(tmp: Path, per_class: int) -> dict[str, Any]:
     from cass_hpc.methods import METHODS
     from cass_hpc.pretrain import pretrain
 
-    size = 384
-    data = pack_synthetic(tmp / "shapes384", size, per_class)
-    pair = load_pair("paper_pair", size)
+    data = pack_synthetic(tmp / f"shapes{size}", size, per_class)
+    pair = load_pair(pair_name, size)
     params, cfg = method_settings("cass")
     cfg = replace(cfg, epochs=1, knn_every=0, swa=False, batch_size=16)
     build = METHODS["cass"].build
@@ -98,8 +99,9 @@ def one_epoch(tmp: Path, per_class: int) -> dict[str, Any]:
     method = build(pair.arms, pair.out_dim, params)
     dataset = ShardDataset(read_manifest(data), "train", method.train_transform(size))
     loader = make_loader(dataset, cfg.batch_size, train=True, seed=0, workers=cfg.num_workers)
-    accelerator = make_accelerator("cuda", "auto")
-    torch.cuda.reset_peak_memory_stats()
+    accelerator = make_accelerator(device, "auto")
+    if accelerator.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
     result = pretrain(method, loader, cfg, tmp / "epoch", accelerator)
     record = {
         k: v
@@ -175,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     summary["wall_s"] = time.perf_counter() - t0
     store.write_json(args.out / "summary.json", summary)
     print_summary(summary)
-    return 0
+    return 1 if any(part is None for part in parts.values()) or "epoch" not in parts else 0
 
 
 def implied(bench: dict | None, epoch: dict | None) -> dict[str, Any]:
