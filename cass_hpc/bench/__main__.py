@@ -221,7 +221,7 @@ def print_tables(record: dict, console: Console) -> None:
 
 
 def _p_table(rows: list[dict]) -> Table:
-    table = Table(title="CASS against DINO (P1), its loader (P2) and the machine (P3)")
+    table = Table(title="CASS vs DINO (P1), loader (P2), machine (P3)")
     table.add_column("")
     for r in rows:
         table.add_column(f"{r['image_size']} px", justify="right")
