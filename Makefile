@@ -8,7 +8,8 @@ RUNS ?= runs
 DEMO_DATA ?= data/demo
 SLURM_STATE ?= /tmp/cass-slurm
 
-.PHONY: help install demo test test-slow lint lock clean benchmark benchmark-local container test-container
+.PHONY: help install demo test test-slow lint lock clean benchmark benchmark-local container test-container \
+	bench bench-gpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +53,14 @@ benchmark-local: install  ## the same grid shrunk (synthetic data, 2 seeds, tiny
 	  dataset.path=$(DEMO_DATA) seed=0,1 pretrain.epochs=1 finetune.max_epochs=2 \
 	  || { SLURM_CONF=$(SLURM_STATE)/etc/slurm.conf $(PY) -m cass_hpc.status $(RUNS)/local/paper; exit 1; }
 	$(PY) -m cass_hpc.collect $(RUNS)/local/paper
+
+# Speed (issue 15; cass_hpc/bench/PERF.md): CASS's step against DINO's (P1), its loader (P2) and
+# the machine's matmul ceiling (P3). The CPU by default; on a GPU node the same command measures the GPU.
+bench: install  ## time CASS vs DINO, the loader and the matmul ceiling here (P1-P3; < 3 min on 2 cores)
+	$(PY) -m cass_hpc.bench --out $(RUNS)/bench/bench.json
+
+bench-gpu: install  ## the 5-minute GPU check: P1-P3 at 224/384 px in bf16 and fp16, a paper-pair epoch, brain-MRI time
+	$(PY) -m cass_hpc.bench.gpu --out $(RUNS)/bench/gpu
 
 test: install  ## lint, then run the default test suite (< 10 min on 2 cores)
 	$(PY) -m ruff check cass_hpc preprocess hydra_plugins tests

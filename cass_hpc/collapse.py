@@ -20,10 +20,15 @@ def spread(outputs: Tensor) -> float:
     0 means every image maps to the same direction (collapsed). For outputs spread uniformly on
     the unit sphere of dimension d it approaches ``sqrt(d)``.
     """
+    return float(spread_tensor(outputs))
+
+
+def spread_tensor(outputs: Tensor) -> Tensor:
+    """:func:`spread` as a 0-d float32 tensor on the outputs' device (no wait for a GPU)."""
     if outputs.ndim != 2 or outputs.shape[0] < 2:
         raise ValueError(f"spread needs (batch >= 2, dim) outputs, got {tuple(outputs.shape)}")
     z = F.normalize(outputs.detach().float(), dim=-1, eps=1e-12)
-    return float(z.std(dim=0).sum())
+    return z.std(dim=0).sum()
 
 
 class CollapseError(RuntimeError):

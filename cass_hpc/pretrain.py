@@ -24,11 +24,12 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
 from cass_hpc import preempt, store
-from cass_hpc.collapse import CollapseMonitor, spread
+from cass_hpc.collapse import CollapseMonitor, spread_tensor
 from cass_hpc.data.loader import set_position
 from cass_hpc.knn import KEEP, KnnMonitor
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput, Views
 from cass_hpc.optim import build_optimizer, cosine_factor, scaled_step
+from cass_hpc.speed import StepSpeed, apply_speed
 from cass_hpc.stage import ResumableStage
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,59 @@ def _to(views: Views, device: torch.device) -> Views:
     return views.to(device, non_blocking=True)
 
 
-def _step(
+def prepare_step(
+    method: PretrainMethod, cfg: PretrainConfig, accelerator: Accelerator, speed: StepSpeed
+) -> tuple[PretrainMethod, dict[str, nn.Module], dict[str, torch.optim.Optimizer],
+           dict[str, LambdaLR]]:  # fmt: skip
+    """The nets, optimisers and LR schedules of the loop, speed switches applied (``speed.py``),
+    on the accelerator's device: ``(prepared method, arms, optimisers, schedulers)``. The bench
+    builds its steps here too, so that it times what the loop runs."""
+    converted = apply_speed(method, speed)
+    if converted:
+        log.info("channels_last: %s", ", ".join(converted))
+    arms = dict(method.arms.items())
+    fused = speed.fused_optimizer  # Adam/AdamW only; CUDA and CPU have the kernel
+    optimizers = {
+        a: build_optimizer(cfg.arm_optimizers.get(a, cfg.optimizer), net.parameters(), cfg.lr,
+                           cfg.weight_decay, fused=fused)
+        for a, net in arms.items()
+    }  # fmt: skip
+    factor = cosine_factor(cfg.lr, cfg.eta_min, cfg.t_max or cfg.epochs, cfg.warmup_epochs)
+    schedulers = {a: LambdaLR(o, factor) for a, o in optimizers.items()}
+    method = accelerator.prepare_model(method)
+    optimizers = {a: accelerator.prepare_optimizer(o) for a, o in optimizers.items()}
+    return method, arms, optimizers, schedulers
+
+
+class RunningSums:
+    """An epoch's loss and per-arm spread summed on the device, read to the host only when
+    asked: no wait for the GPU per step. Float64, so the sums equal the host's float sums."""
+
+    def __init__(self, device: torch.device, total: float = 0.0,
+                 spreads: dict[str, float] | None = None) -> None:  # fmt: skip
+        self.device = device
+        self.total = torch.tensor(total, dtype=torch.float64, device=device)
+        self.spreads = {
+            a: torch.tensor(v, dtype=torch.float64, device=device)
+            for a, v in (spreads or {}).items()
+        }
+
+    def add(self, out: StepOutput) -> None:
+        """Add one step's loss and the spread of each arm's embeddings (0 for a batch of 1)."""
+        self.total += out.loss.detach().double()
+        for a, emb in out.embeddings.items():
+            value = spread_tensor(emb).double() if emb.shape[0] > 1 else 0.0
+            if a not in self.spreads:
+                self.spreads[a] = torch.zeros((), dtype=torch.float64, device=self.device)
+            self.spreads[a] += value
+
+    def read(self) -> tuple[float, dict[str, float]]:
+        """The sums as host floats (waits for the device)."""
+        values = torch.stack([self.total, *self.spreads.values()]).tolist()
+        return values[0], dict(zip(self.spreads, values[1:], strict=True))
+
+
+def optimisation_step(
     method: PretrainMethod,
     views: Views,
     progress: Progress,
@@ -157,6 +210,7 @@ def pretrain(
     out_dir: Path,
     accelerator: Accelerator,
     knn: KnnMonitor | None = None,
+    speed: StepSpeed | None = None,
 ) -> PretrainResult:
     """Run (or resume) pretraining in ``out_dir``; write ``<arm>.pt`` per trained net and
     ``pretrain.json``, and return the record.
@@ -169,27 +223,24 @@ def pretrain(
     SLURM sends SIGUSR2 (time limit, preemption; see ``preempt``); if ``out_dir/checkpoint.pt``
     exists the run resumes where it was saved, mid-epoch included, onto the same trajectory (with
     a loader from ``cass_hpc.data.loader.make_loader``).
+
+    ``speed``: the step's speed switches (``speed.py``); None = ``StepSpeed.auto`` for the device.
     """
     if cfg.epochs < 1:
         raise ValueError(f"pretrain.epochs must be >= 1, got {cfg.epochs}")
     if cfg.keep == "best_knn" and knn is None:
         raise ValueError("pretrain.keep=best_knn needs the k-NN monitor (pretrain.knn_every >= 1)")
     knn = knn if cfg.knn_every else None
-    arms = dict(method.arms.items())
-    if cfg.swa and any(net is not arms.get(a) for a, net in method.trained_arms().items()):
+    if cfg.swa and any(
+        net is not method.arms[a] if a in method.arms else True
+        for a, net in method.trained_arms().items()
+    ):
         raise ValueError(
             f"pretrain.swa=true needs a method whose optimised nets are the ones it "
             f"hands to fine-tuning; {method.name} hands over others (set swa=false)"
         )
-    optimizers = {
-        a: build_optimizer(cfg.arm_optimizers.get(a, cfg.optimizer), net.parameters(), cfg.lr,
-                           cfg.weight_decay)
-        for a, net in arms.items()
-    }  # fmt: skip
-    factor = cosine_factor(cfg.lr, cfg.eta_min, cfg.t_max or cfg.epochs, cfg.warmup_epochs)
-    schedulers = {a: LambdaLR(o, factor) for a, o in optimizers.items()}
-    method = accelerator.prepare_model(method)
-    optimizers = {a: accelerator.prepare_optimizer(o) for a, o in optimizers.items()}
+    speed = speed or StepSpeed.auto(accelerator.device)
+    method, arms, optimizers, schedulers = prepare_step(method, cfg, accelerator, speed)
     device = accelerator.device
     averaged = {a: AveragedModel(net) for a, net in arms.items()} if cfg.swa else {}
     swa_first_epoch = min(cfg.epochs, max(1, math.floor(cfg.swa_start * cfg.epochs) + 1))
@@ -237,10 +288,10 @@ def pretrain(
             resumable = set_position(loader, epoch, start_step)
             sums = stage.sums({"step": 0, "total": 0.0, "spreads": {}, "seconds": 0.0})
             t0 = time.perf_counter() - sums["seconds"]
-            total, steps, spreads = sums["total"], sums["step"], dict(sums["spreads"])
+            steps, running = sums["step"], RunningSums(device, sums["total"], sums["spreads"])
             for step, (views, _labels) in enumerate(loader, start=start_step + 1):
                 progress = Progress(epoch, step, steps_per_epoch, cfg.epochs)
-                out = _step(method, views, progress, optimizers, arms, cfg, accelerator)
+                out = optimisation_step(method, views, progress, optimizers, arms, cfg, accelerator)
                 if not torch.isfinite(out.loss):
                     value = float(out.loss.detach())
                     raise NonFiniteLossError(
@@ -250,15 +301,18 @@ def pretrain(
                 if cfg.paper_compat:  # per-batch cosine: the LR cycles every 2·t_max steps
                     for sched in schedulers.values():
                         sched.step()
-                total += float(out.loss.detach())
+                running.add(out)
                 steps += 1
                 first = views[0] if isinstance(views, list) else views
                 result.images += first.shape[0]
-                for a, emb in out.embeddings.items():
-                    spreads[a] = spreads.get(a, 0.0) + (spread(emb) if emb.shape[0] > 1 else 0.0)
-                stage.after_step(epoch, step, loader, resumable, payload, {
-                    "total": total, "spreads": spreads, "seconds": time.perf_counter() - t0,
-                })  # fmt: skip
+                if speed.read_every and steps % speed.read_every == 0:  # waits for the device
+                    log.debug("pretrain step %d: loss sum %.4f", step, running.read()[0])
+                if preempt.requested():  # else after_step does nothing: no host read needed
+                    total, spreads = running.read()
+                    stage.after_step(epoch, step, loader, resumable, payload, {
+                        "total": total, "spreads": spreads, "seconds": time.perf_counter() - t0,
+                    })  # fmt: skip
+            total, spreads = running.read()
             if not cfg.paper_compat:
                 for sched in schedulers.values():
                     sched.step()
