@@ -14,7 +14,7 @@ import dataclasses
 import datetime as dt
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from cass_hpc.knn import KnnMonitor
 from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.models import ArmSpec, build_arm
 from cass_hpc.pretrain import PretrainConfig, pretrain
+from cass_hpc.speed import StepSpeed
 
 log = logging.getLogger(__name__)
 RESULTS_SCHEMA = "cass-hpc-results/1"
@@ -69,6 +70,7 @@ class CellSpec:
     verify_shards: bool = True  # hash every shard against the manifest before use
     keep_weights: bool = True  # keep the fine-tuned weights (model.pt: maps, export); not in keys
     split_seed: int | None = None  # None: the packed split; an int: re-drawn (data.resplit)
+    speed: dict[str, Any] = field(default_factory=dict)  # pretraining step switches; not in keys
 
 
 def dataset_identity(manifest: Manifest) -> dict[str, Any]:
@@ -202,7 +204,8 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
                  for a, s in pretrained_arms(spec).items()},
     }  # fmt: skip
     store.write_json(out_dir / PRETRAIN_NETS, nets)  # for cass_hpc.export
-    pretrain(method, loader, spec.pretrain, out_dir, accelerator, knn)
+    speed = StepSpeed.configured(accelerator.device, spec.speed)
+    pretrain(method, loader, spec.pretrain, out_dir, accelerator, knn, speed)
 
 
 def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import to_absolute_path
@@ -29,6 +30,7 @@ from cass_hpc.models import ArmSpec
 from cass_hpc.overrides import check_command_line
 from cass_hpc.pretrain import PretrainConfig
 from cass_hpc.slurm_jobs import cancel_dependents, current_job_id
+from cass_hpc.speed import StepSpeed
 
 log = logging.getLogger("cass_hpc")
 
@@ -74,8 +76,17 @@ def _cell_spec(c: dict, model: dict, pretrain: dict, finetune: dict) -> CellSpec
         threads=c["threads"],
         verify_shards=bool(c["dataset"]["verify"]),
         keep_weights=bool(c["keep_weights"]),
+        speed=_speed(c.get("speed")),
         split_seed=check_split_seed(c.get("split_seed")),
     )
+
+
+def _speed(settings: dict | None) -> dict:
+    """The ``speed`` switches as given (None = the device's default), checked when the config
+    is read so that a grid with a mistyped switch queues nothing."""
+    settings = dict(settings or {})
+    StepSpeed.configured(torch.device("cpu"), settings)  # ValueError names an unknown switch
+    return settings
 
 
 def _pretrain_stage(spec: CellSpec, overrides: list[str]) -> None:

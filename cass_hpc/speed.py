@@ -21,7 +21,9 @@ Usage::
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 import torch
 from torch import nn
@@ -55,6 +57,16 @@ class StepSpeed:
         if device.type == "cuda":
             return cls(channels_last=True, fused_optimizer=True, compile=False, read_every=0)
         return cls(channels_last=False, fused_optimizer=False, compile=False, read_every=0)
+
+    @classmethod
+    def configured(cls, device: torch.device, settings: Mapping[str, Any] | None) -> StepSpeed:
+        """``auto(device)`` with the switches ``settings`` sets (``conf/config.yaml: speed``;
+        None = the device's default). ValueError naming an unknown switch."""
+        chosen = {k: v for k, v in (settings or {}).items() if v is not None}
+        known = [f.name for f in fields(cls)]
+        if unknown := sorted(set(chosen) - set(known)):
+            raise ValueError(f"unknown speed switch(es) {unknown}; choose from {known}")
+        return replace(cls.auto(device), **chosen)
 
     @classmethod
     def variant(cls, name: str, device: torch.device) -> StepSpeed:

@@ -64,3 +64,12 @@ def test_running_sums_on_the_device_equal_the_host_float_sums() -> None:
     total, spreads = running.read()
     assert total == host  # bit for bit: float64 on the device, as Python floats
     assert spreads["vit"] == 0.0 and spreads["cnn"] > 1.5
+
+
+def test_configured_switches_override_the_devices_default_and_a_typo_is_named() -> None:
+    cpu = torch.device("cpu")
+    assert StepSpeed.configured(cpu, {"channels_last": None}) == StepSpeed.auto(cpu)
+    chosen = StepSpeed.configured(cpu, {"compile": True, "read_every": 5})
+    assert chosen.compile and chosen.read_every == 5 and not chosen.channels_last
+    with pytest.raises(ValueError, match=r"unknown speed switch\(es\) \['chanels_last'\]"):
+        StepSpeed.configured(cpu, {"chanels_last": True})
