@@ -37,6 +37,7 @@ from rich.console import Console
 from cass_hpc import store
 from cass_hpc.report import arms, plots, records, render, settings
 from cass_hpc.report.build import Report, build_report
+from cass_hpc.report.paper import canonical_dataset
 from cass_hpc.report.records import CollectError
 from cass_hpc.report.tables import SPREADS
 
@@ -136,6 +137,13 @@ def collect(
             raise CollectError(
                 f"metric {metric!r} has a value in no results.json; have: {', '.join(available)}"
             )
+    names = {str(d) for d in frame["dataset"].unique()}
+    names |= {c for c in map(canonical_dataset, names) if c is not None}
+    for dataset in sorted(set(metric_choices) - {"*"} - names):
+        raise CollectError(
+            f"--metric {dataset}={metric_choices[dataset]}: no dataset {dataset!r} in the "
+            f"results; have: {', '.join(sorted(names))}"
+        )
     derived, choices, arm_notes = arms.both_arms(frame)
     plot_dir = out / "plots" if draw_plots else None
     report = build_report(frame, metric_choices, spread, plot_dir, derived)

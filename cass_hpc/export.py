@@ -38,6 +38,8 @@ def load_source(directory: Path, arm: str | None = None) -> tuple[dict[str, torc
 
     Raises ``ValueError`` naming the folder and what it lacks."""
     directory = Path(directory)
+    if not directory.is_dir():
+        raise ValueError(f"{directory} does not exist or is not a folder")
     if (directory / "results.json").is_file():
         return _from_cell(directory, arm)
     if (directory / "pretrain.json").is_file():

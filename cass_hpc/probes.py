@@ -13,9 +13,9 @@ net's structure, never from its timm name:
 - any other net is a CNN: the first ``nn.Conv2d`` in module order, then the first five entries
   of timm's ``feature_info`` (the stages); each map is the channel mean of that module's output.
 
-Maps are averaged over the images, then upsampled (bilinear) to the input size. Nothing of timm's
-state is changed: hooks are removed on exit, fused attention is left as it is (we recompute the
-attention from the ``qkv`` projection instead of reading it).
+Maps are averaged over the images, then upsampled (nearest: blocks) to the input size. Nothing
+of timm's state is changed: hooks are removed on exit, fused attention is left as it is (we
+recompute the attention from the ``qkv`` projection instead of reading it).
 
 Usage::
 
@@ -181,7 +181,8 @@ def class_attention(arm: Arm, images: Tensor) -> Tensor:
 
 
 def _upsample(mean_map: Tensor, size: int) -> np.ndarray:
-    resized = F.interpolate(mean_map[None, None], size=(size, size), mode="bilinear")
+    # nearest: a 2×2 stage stays four blocks (smoothing would draw detail the net never had)
+    resized = F.interpolate(mean_map[None, None], size=(size, size), mode="nearest")
     return resized[0, 0].cpu().numpy().astype(np.float32)
 
 

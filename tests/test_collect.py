@@ -288,6 +288,9 @@ def test_cli_unknown_metric_exits_2_listing_available(
     write_tree(tmp_path, two_seed_records())
     assert main([str(tmp_path), "--metric", "top5_accuracy"]) == 2
     assert "balanced_accuracy, loss, macro_f1, micro_f1" in capsys.readouterr().err
+    assert main([str(tmp_path), "--metric", "demoo=macro_f1"]) == 2  # a mistyped dataset
+    assert "no dataset 'demoo' in the results; have: " in capsys.readouterr().err
+    assert not (tmp_path / "summary").exists()
 
 
 def test_cli_one_table_per_dataset(tmp_path: Path) -> None:

@@ -137,3 +137,19 @@ def test_cli_shows_the_paired_table_and_writes_paired_tests_csv(tmp_path: Path) 
     csv = pd.read_csv(tmp_path / "summary" / "paired_tests.csv")
     assert list(csv.columns) == list(paired.TEST_COLUMNS)
     assert csv["p_t"].item() == pytest.approx(p) and csv["p_wilcoxon"].item() == 0.25
+
+
+def test_a_split_seed_grid_pools_splits_and_seeds_as_replicates_not_as_an_ablation(
+    tmp_path: Path,
+) -> None:
+    replicates = [(split, seed) for split in (0, 1) for seed in (0, 1)]
+    records = [
+        result(f"s{a}{b}", seed=b, split_seed=a, macro_f1=0.8 + 0.01 * (2 * a + b))
+        for a, b in replicates
+    ]
+    overrides = [[f"split_seed={split}", f"seed={seed}", "speed.compile=true", "keep_weights=false"]
+                 for split, seed in replicates]  # fmt: skip
+    write_tree(tmp_path, records, overrides=overrides)
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    markdown = (tmp_path / "summary" / "results.md").read_text(encoding="utf-8")
+    assert "ablation" not in markdown and "(n=4)" in markdown and "4 of 4" in markdown

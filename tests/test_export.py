@@ -88,6 +88,8 @@ def test_export_refuses_unclear_or_unsafe_requests_in_one_line(
     assert "trained cnn, vit: say which with --arm" in capsys.readouterr().err
     assert main([str(tmp_path), str(tmp_path / "x.pth")]) == 2
     assert "neither a fine-tuned cell" in capsys.readouterr().err
+    assert main([str(tmp_path / "nowhere"), str(tmp_path / "x.pth")]) == 2
+    assert "nowhere does not exist" in capsys.readouterr().err
     (tmp_path / "taken.pth").write_bytes(b"mine")
     assert main([str(pretraining), str(tmp_path / "taken.pth"), "--arm", "vit"]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err

@@ -65,7 +65,7 @@ def _row_label(cell: Cell) -> str:
 
 def maps_size(rows: int, columns: int) -> tuple[float, float]:
     """The figure size (inches) of a maps figure with ``rows`` nets and ``columns`` panels."""
-    return max(PANEL_IN * columns + 0.7, 4.6), PANEL_IN * rows + 1.3
+    return max(PANEL_IN * columns + 0.7, 6.4), PANEL_IN * rows + 1.3  # 6.4: the title fits
 
 
 def maps_figure(

@@ -32,7 +32,7 @@ from cass_hpc.report.format import (
 # per method (seaborn "deep"); CASS+ red, apart from CASS's orange
 COLOURS = {"dino": "#4C72B0", "cass": "#DD8452", "cass_plus": "#8172B3", "supervised": "#55A868"}
 OTHER_COLOUR = "#937860"
-HATCHES = {"cnn": "", "vit": "//"}  # per arm
+HATCHES = {"cnn": "", "vit": "//", "val_selected": "..", "ensemble": "xx"}  # per arm
 SEED_STYLES = ("-", "--", ":", "-.")  # per seed, in the curves
 DPI = 100
 

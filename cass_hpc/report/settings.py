@@ -18,12 +18,12 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-GRID_AXES = ("method", "arm", "label_fraction", "seed")  # the columns of every paper table
+GRID_AXES = ("method", "arm", "label_fraction", "seed", "split_seed")  # every table's own axes
 INFRA_KEYS = frozenset(
     {"runs_dir", "experiment", "experiment_name", "dataset", "dataset.path", "dataset.name",
-     "dataset.verify", "threads", "device", "verify_shards"}
+     "dataset.verify", "threads", "device", "verify_shards", "keep_weights"}
 )  # fmt: skip
-INFRA_PREFIXES = ("hydra", "slurm")
+INFRA_PREFIXES = ("hydra", "slurm", "speed.")  # speed.*: how fast, not what
 INFRA_SUFFIXES = ("num_workers",)
 DEFAULT = "(default)"  # the value shown for a cell whose overrides do not set a swept key
 
