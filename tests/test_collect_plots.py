@@ -54,8 +54,13 @@ def test_pretrain_curves_draw_each_nets_knn_per_scored_epoch_with_a_dotted_chanc
     figure = pretrain_figure(records, monkeypatch)
     assert len(figure.axes) == 3 and figure.get_size_inches()[0] >= 15
     knn_axes = figure.axes[2]
-    assert knn_axes.get_title() == "k-NN (validation, leave-one-out)"
-    curves = [line for line in knn_axes.lines if line.get_label() != "chance"]
+    assert knn_axes.get_title() == "k-NN (validation, leave-one-out; ★ handed to fine-tuning)"
+    stars = [line for line in knn_axes.lines if line.get_marker() == "*"]  # knn_final per net
+    assert sorted((line.get_xdata()[0], line.get_ydata()[0]) for line in stars) == [
+        (3.5, 0.4), (3.5, 0.4), (3.5, 0.6), (3.5, 0.6)
+    ]  # fmt: skip
+    curves = [line for line in knn_axes.lines if line.get_label() not in ("chance",)
+              and line.get_marker() != "*"]  # fmt: skip
     # CASS seeds 0 and 1, both nets; DINO (4 runs, one net each) predates the monitor: no line
     assert sorted(line.get_label() for line in curves) == [
         "CASS s0 cnn", "CASS s0 vit", "CASS s1 cnn", "CASS s1 vit"

@@ -123,6 +123,10 @@ def pretrain_curves(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
             style = "-" if arm == "cnn" else "--"
             knn_axes.plot(run.pretrain_knn_epochs, values, style, marker=marker,
                           color=_colour(run.method), label=f"{name} {arm}")  # fmt: skip
+            final = getattr(run, f"pretrain_knn_final_{arm}", None)  # what fine-tuning got
+            if isinstance(final, int | float) and math.isfinite(final) and run.pretrain_knn_epochs:
+                knn_axes.plot([max(run.pretrain_knn_epochs) + 0.5], [final], "*", markersize=9,
+                              color=_colour(run.method))  # fmt: skip
     loss_axes.set(xlabel="pretraining epoch", ylabel="loss (mean per epoch)", title="loss")
     spread_axes.set(xlabel="pretraining epoch", ylabel="output spread (0 = collapsed)",
                     title="output spread per net (— CNN, -- ViT)")  # fmt: skip
@@ -131,7 +135,7 @@ def pretrain_curves(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
     if knn_axes.lines:
         _chance_lines(knn_axes, runs)
     knn_axes.set(xlabel="pretraining epoch", ylabel="balanced accuracy (— CNN, -- ViT)",
-                 title="k-NN (validation, leave-one-out)")  # fmt: skip
+                 title="k-NN (validation, leave-one-out; ★ handed to fine-tuning)")  # fmt: skip
     for axes in (loss_axes, spread_axes, knn_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         if axes.lines:
