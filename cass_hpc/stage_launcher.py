@@ -47,7 +47,16 @@ class StageLauncher(BaseSubmititLauncher):
             raise GridError(f"cell [{' '.join(overrides)}]: {last}") from None
 
     def plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[Plan, dict[tuple, DictConfig]]:
-        """Compose, check and plan every cell; a bad one raises GridError (nothing submitted)."""
+        """Compose, check and plan every cell; a bad one raises GridError (nothing submitted,
+        and the sweep folder Hydra made for it, holding only multirun.yaml, removed)."""
+        try:
+            return self._plan(job_overrides)
+        except GridError:
+            assert self.config is not None
+            remove_unused_sweep(Path(str(self.config.hydra.sweep.dir)))
+            raise
+
+    def _plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[Plan, dict[tuple, DictConfig]]:
         from cass_hpc.run import spec_from_config  # the entry point's translation, not Hydra's
 
         configs, items = {}, []
@@ -122,6 +131,19 @@ def completed(overrides: Sequence[str], value: Any) -> JobReturn:
 
 def failed(overrides: Sequence[str], err: BaseException) -> JobReturn:
     return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=err)
+
+
+def remove_unused_sweep(path: Path) -> None:
+    """Remove a sweep folder that holds nothing but Hydra's ``multirun.yaml`` (a grid refused
+    before any job), then ``hydra/`` and the store (``runs/<experiment>``) above it if they are
+    left empty."""
+    if not path.is_dir() or any(p.name != "multirun.yaml" for p in path.iterdir()):
+        return
+    (path / "multirun.yaml").unlink(missing_ok=True)
+    path.rmdir()
+    for parent in (path.parent, path.parent.parent):
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
 
 
 def sweep_dir(config: DictConfig) -> Path:

@@ -372,3 +372,4 @@ def test_a_bad_grid_fails_at_submission_with_one_line_and_queues_nothing(
     assert message in errors[0], errors
     assert "Traceback" not in proc.stderr
     assert not squeue(slurm_env) and not (tmp_path / "runs" / "demo" / "submissions").exists()
+    assert not (tmp_path / "runs" / "demo" / "hydra").exists()  # no sweep folder left behind
