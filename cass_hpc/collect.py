@@ -139,10 +139,10 @@ def collect(
             )
     names = {str(d) for d in frame["dataset"].unique()}
     names |= {c for c in map(canonical_dataset, names) if c is not None}
-    for dataset in sorted(set(metric_choices) - {"*"} - names):
+    if unknown := sorted(set(metric_choices) - {"*"} - names):
         raise CollectError(
-            f"--metric {dataset}={metric_choices[dataset]}: no dataset {dataset!r} in the "
-            f"results; have: {', '.join(sorted(names))}"
+            f"--metric {unknown[0]}={metric_choices[unknown[0]]}: no dataset {unknown[0]!r} in "
+            f"the results; have: {', '.join(sorted(names))}"
         )
     derived, choices, arm_notes = arms.both_arms(frame)
     plot_dir = out / "plots" if draw_plots else None

@@ -27,7 +27,7 @@ import torch
 
 from cass_hpc import store
 from cass_hpc.cell import CELL_FILES, PRETRAIN_NETS
-from cass_hpc.models import ArmSpec, build_arm
+from cass_hpc.models import normalisation
 
 CARD_SCHEMA = "cass-hpc-export/1"
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -95,10 +95,7 @@ def _from_pretraining(directory: Path, arm: str | None) -> tuple[dict[str, torch
     if arm not in nets["arms"]:
         raise ValueError(f"--arm {arm}: {directory.name} trained only {', '.join(arms)}")
     spec = nets["arms"][arm]
-    state = _read_state(directory / f"{arm}.pt")
-    reference = timm.create_model(spec["name"], pretrained=False, **spec["kwargs"])
-    head = str(reference.pretrained_cfg.get("classifier", "head"))
-    state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
+    state = _read_state(directory / f"{arm}.pt")  # its head is dropped by export()
     card = {
         "timm_name": spec["name"],
         "timm_kwargs": spec["kwargs"],
@@ -138,13 +135,16 @@ def export(directory: Path, out: Path, arm: str | None = None, overwrite: bool =
     net = timm.create_model(
         card["timm_name"], pretrained=False, num_classes=card["num_classes"], **card["timm_kwargs"]
     )
+    if card["num_classes"] == 0:  # a pretraining's backbone: its projection head is dropped
+        head = str(net.pretrained_cfg.get("classifier", "head"))
+        state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
     net.load_state_dict(state, strict=True)  # what timm's checkpoint_path loading will do
-    normalised = build_arm(ArmSpec(card["timm_name"], card["timm_kwargs"]), num_classes=0)
+    mean, std = normalisation(net)
     card = {
         "schema": CARD_SCHEMA,
         **card,
-        "mean": normalised.mean.flatten().tolist(),
-        "std": normalised.std.flatten().tolist(),
+        "mean": list(mean),
+        "std": list(std),
         "input": (
             f"RGB float in [0, 1], resized to {card['image_size']} px square, then "
             f"(x - mean) / std per channel"

@@ -82,8 +82,13 @@ def build_arm(spec: ArmSpec, *, num_classes: int, dynamic_size: bool = False) ->
         net = timm.create_model(spec.name, pretrained=False, num_classes=num_classes, **kwargs)
     if spec.pretrained:
         load_weights(net, spec.pretrained, spec.name)
+    return Arm(net, *normalisation(net))
+
+
+def normalisation(net: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel (mean, std) a timm net expects its [0, 1] input normalised with."""
     cfg = net.pretrained_cfg
-    return Arm(net, tuple(cfg.get("mean", (0.5, 0.5, 0.5))), tuple(cfg.get("std", (0.5, 0.5, 0.5))))
+    return tuple(cfg.get("mean", (0.5, 0.5, 0.5))), tuple(cfg.get("std", (0.5, 0.5, 0.5)))
 
 
 def load_weights(net: nn.Module, path: str | Path, model: str | None = None) -> None:
