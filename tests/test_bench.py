@@ -12,23 +12,32 @@ import torch
 
 from cass_hpc.bench import gpu
 from cass_hpc.bench.__main__ import main as bench_main
+from cass_hpc.speed import StepSpeed
 from tests.conftest import run_module
 
 
-def test_bench_writes_p1_p2_p3_and_the_variants_at_a_tiny_size(
-    tiny_dataset: Path, tmp_path: Path
+def test_the_gpu_check_rehearsed_on_the_cpu_runs_every_part_and_the_harness_writes_p1_p2_p3(
+    tmp_path: Path,
 ) -> None:
-    out = tmp_path / "bench.json"
-    proc = run_module(
-        "cass_hpc.bench", "--device", "cpu", "--sizes", "32", "--batch", "4", "--warmup", "0",
-        "--repeats", "1", "--dino-out-dim", "256", "--variants", "base,auto", "--matmul", "256",
-        "--data", str(tiny_dataset), "--out", str(out),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "P1" in proc.stdout and "P2" in proc.stdout and "P3" in proc.stdout
-    record = json.loads(out.read_text())
-    assert record["device"] == "cpu" and record["pair"] == "demo_pair" and record["batch"] == 4
-    assert record["dino_out_dim"] == 256
+    """`make bench-gpu --rehearse`: the GPU check's every part (harness in two precisions with
+    the speed variants, one epoch through the real loop, the implied brain-MRI time, a verdict
+    per switch) at a toy size on the CPU, so the script is known to run before a GPU is spent."""
+    proc = run_module("cass_hpc.bench.gpu", "--rehearse", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "bench-gpu summary (CPU rehearsal" in proc.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary["parts"]) == {"bf16", "epoch", "no"}  # no compile part in a rehearsal
+    assert summary["parts"]["epoch"]["steps"] >= 1 and summary["parts"]["epoch"]["wall_s"] > 0
+    assert {"from_step", "from_epoch", "paper"} <= set(summary["implied"])
+    switches = summary["switches"]
+    assert set(switches) == {"channels_last", "fused", "epoch_reads"}
+    assert all(
+        v["verdict"] in ("win", "loss", "noise") and v["ratio"] > 0 for v in switches.values()
+    )
+    assert not switches["channels_last"]["default"] and switches["epoch_reads"]["default"]  # CPU
+    record = json.loads((tmp_path / "bench-bf16.json").read_text())
+    assert record["device"] == "cpu" and record["precision"] == "bf16"
+    assert record["pair"] == "demo_pair" and record["batch"] == 4 and record["dino_out_dim"] == 256
     (row,) = record["sizes"]
     assert row["image_size"] == 32
     assert set(row["step_s"]) == {"cass", "dino_cnn", "dino_vit"}
@@ -38,7 +47,19 @@ def test_bench_writes_p1_p2_p3_and_the_variants_at_a_tiny_size(
     assert row["P1"] == pytest.approx(
         row["step_s"]["cass"] / (row["step_s"]["dino_cnn"] + row["step_s"]["dino_vit"])
     )
-    assert set(row["variants"]) == {"base", "auto"}
+    assert set(row["variants"]) == {"base", "auto", "channels_last", "fused", "epoch_reads"}
+
+
+def test_a_switch_that_loses_where_it_is_on_by_default_is_called_out() -> None:
+    part = {"sizes": [{"image_size": 384, "variants": {
+        "base": {"step_s": 1.0}, "channels_last": {"step_s": 0.8},
+        "fused": {"step_s": 1.2}, "epoch_reads": {"step_s": 1.01}}}]}  # fmt: skip
+    auto = StepSpeed(channels_last=True, fused_optimizer=True, read_every=0)
+    got = gpu.verdicts({"bf16": part, "epoch": {"wall_s": 1.0}, "fp16": None}, auto)
+    assert {k: v["verdict"] for k, v in got.items()} == {
+        "channels_last": "win", "fused": "loss", "epoch_reads": "noise"
+    }  # fmt: skip
+    assert got["fused"]["ratio"] == pytest.approx(1.2) and got["fused"]["default"]
 
 
 def test_bench_refuses_an_unknown_variant_in_one_line(capsys: pytest.CaptureFixture) -> None:
