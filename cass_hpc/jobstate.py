@@ -74,8 +74,18 @@ def reporting(directory: Path, overrides: list[str] | None = None) -> Iterator[N
         raise
     except Exception as err:
         record(directory, "failed", error=error_line(err))
+        err.add_note(f"{RECORDED_IN}{directory / STATE_FILE}")  # shown under a traceback
         raise
     record(directory, "done")
+
+
+RECORDED_IN = "its failure is recorded in "
+
+
+def recorded(err: BaseException) -> bool:
+    """Whether ``err`` ended a stage that :func:`reporting` had begun (its log then matters),
+    rather than refusing the job before any work."""
+    return any(note.startswith(RECORDED_IN) for note in getattr(err, "__notes__", ()))
 
 
 def error_line(err: BaseException) -> str:

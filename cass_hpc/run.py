@@ -21,7 +21,7 @@ from hydra.types import RunMode
 from hydra.utils import to_absolute_path
 from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 
-from cass_hpc import resolvers  # noqa: F401 - ${launch_id:} in conf/config.yaml
+from cass_hpc import jobstate, resolvers, store  # noqa: F401 - ${launch_id:} in conf/config.yaml
 from cass_hpc.cell import CellSpec, run_cell, run_pretrain_stage
 from cass_hpc.data.resplit import check_split_seed
 from cass_hpc.finetune import FinetuneConfig
@@ -104,11 +104,11 @@ def _pretrain_stage(spec: CellSpec, overrides: list[str]) -> None:
 def main(cfg: DictConfig) -> float:
     try:
         overrides = list(HydraConfig.get().overrides.task)
+        if cfg.stage not in ("cell", "pretrain"):
+            raise ValueError(f"stage must be cell or pretrain, got {cfg.stage!r}")
         if cfg.stage == "pretrain":  # a grid's first stage (see cass_hpc.plan)
             _pretrain_stage(spec_from_config(cfg), overrides)
             return 0.0
-        if cfg.stage != "cell":
-            raise ValueError(f"stage must be cell or pretrain, got {cfg.stage!r}")
         record = run_cell(spec_from_config(cfg), overrides=overrides)
     except (ValueError, MissingMandatoryValue) as err:
         if isinstance(err, MissingMandatoryValue):
@@ -117,8 +117,12 @@ def main(cfg: DictConfig) -> float:
                 f"{key} is not set; pass {key}=... (see python -m cass_hpc.run --help)"
             )
         log.error("error: %s", err)
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        hydra_cfg = HydraConfig.get()
+        if hydra_cfg.mode == RunMode.MULTIRUN:
             raise  # the launcher records the cell as failed, with this message in its log
+        if not jobstate.recorded(err):  # refused before any work: no run folder is left
+            written = {".hydra", f"{hydra_cfg.job.name}.log"}
+            store.remove_unused(Path(hydra_cfg.runtime.output_dir), written)
         raise SystemExit(2) from None  # one line for a user at a terminal, no traceback
     return float(record["metrics"]["macro_f1"])
 

@@ -20,7 +20,7 @@ from hydra.core.utils import JobReturn, JobStatus, run_job, setup_globals
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import BaseSubmititLauncher
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from cass_hpc import preempt, resolvers  # noqa: F401 - ${launch_id:} in conf/config.yaml
+from cass_hpc import preempt, resolvers, store  # noqa: F401 - ${launch_id:} in conf/config.yaml
 from cass_hpc.plan import Plan, describe, plan_grid
 
 log = logging.getLogger("cass_hpc")
@@ -53,7 +53,7 @@ class StageLauncher(BaseSubmititLauncher):
             return self._plan(job_overrides)
         except GridError:
             assert self.config is not None
-            remove_unused_sweep(Path(str(self.config.hydra.sweep.dir)))
+            store.remove_unused(Path(str(self.config.hydra.sweep.dir)), {"multirun.yaml"})
             raise
 
     def _plan(self, job_overrides: Sequence[Sequence[str]]) -> tuple[Plan, dict[tuple, DictConfig]]:
@@ -131,19 +131,6 @@ def completed(overrides: Sequence[str], value: Any) -> JobReturn:
 
 def failed(overrides: Sequence[str], err: BaseException) -> JobReturn:
     return JobReturn(overrides=list(overrides), status=JobStatus.FAILED, _return_value=err)
-
-
-def remove_unused_sweep(path: Path) -> None:
-    """Remove a sweep folder that holds nothing but Hydra's ``multirun.yaml`` (a grid refused
-    before any job), then ``hydra/`` and the store (``runs/<experiment>``) above it if they are
-    left empty."""
-    if not path.is_dir() or any(p.name != "multirun.yaml" for p in path.iterdir()):
-        return
-    (path / "multirun.yaml").unlink(missing_ok=True)
-    path.rmdir()
-    for parent in (path.parent, path.parent.parent):
-        if parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
 
 
 def sweep_dir(config: DictConfig) -> Path:

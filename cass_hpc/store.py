@@ -54,6 +54,21 @@ def remove_temporaries(path: Path) -> list[Path]:
     return left
 
 
+def remove_unused(path: Path, names: set[str], parents: int = 2) -> bool:
+    """Remove folder ``path`` if it holds nothing but entries named in ``names`` (what Hydra
+    writes before a job starts: a refused launch leaves no output), then up to ``parents``
+    folders above it that are left empty. True if ``path`` was removed."""
+    import shutil
+
+    if not path.is_dir() or any(p.name not in names for p in path.iterdir()):
+        return False
+    shutil.rmtree(path)
+    for parent in list(path.parents)[:parents]:
+        if parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+    return True
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -79,3 +79,18 @@ def test_temporaries_of_an_interrupted_save_are_removed_and_nothing_else(tmp_pat
         path.write_bytes(b"x")
     assert store.remove_temporaries(tmp_path / "checkpoint.pt") == sorted(stale)
     assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
+
+
+def test_a_folder_holding_only_what_hydra_wrote_is_removed_with_its_empty_parents(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "runs" / "exp" / "hydra" / "2026-11-30_10-00-00"
+    (run / ".hydra").mkdir(parents=True)
+    (run / "run.log").write_text("error: ...\n")
+    assert store.remove_unused(run, {".hydra", "run.log"})
+    assert not (tmp_path / "runs" / "exp").exists() and (tmp_path / "runs").is_dir()
+    kept = tmp_path / "kept" / "hydra" / "sweep"
+    kept.mkdir(parents=True)
+    (kept / "multirun.yaml").write_text("")
+    (kept / "0").mkdir()  # a job's folder: the sweep ran something
+    assert not store.remove_unused(kept, {"multirun.yaml"}) and (kept / "0").is_dir()
