@@ -72,6 +72,19 @@ class CellSpec:
     split_seed: int | None = None  # None: the packed split; an int: re-drawn (data.resplit)
     speed: dict[str, Any] = field(default_factory=dict)  # pretraining step switches; not in keys
 
+    def __post_init__(self) -> None:  # what a config can get wrong, before any data is read
+        if self.arm not in self.arms:
+            raise ValueError(f"arm {self.arm!r} is not in the backbone pair {sorted(self.arms)}")
+        if not 0 < self.label_fraction <= 1:
+            raise ValueError(f"label_fraction must be in (0, 1], got {self.label_fraction}")
+        if self.image_size < 16 or self.out_dim < 1:
+            raise ValueError(
+                f"image_size must be >= 16 and model.out_dim >= 1, got {self.image_size}, "
+                f"{self.out_dim}"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be >= 1 (or null), got {self.threads}")
+
 
 def dataset_identity(manifest: Manifest) -> dict[str, Any]:
     """What identifies the data in a key: its content (shard checksums), not its path."""
@@ -140,8 +153,6 @@ def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
     """Everything about a cell that can be wrong before it runs; returns its labelled subset
     (indices into the training split). Raises ValueError naming the value and what to do."""
     method_entry(spec.method)
-    if spec.arm not in spec.arms:
-        raise ValueError(f"arm {spec.arm!r} is not in the backbone pair {sorted(spec.arms)}")
     for arm, arm_spec in spec.arms.items():
         if arm_spec.pretrained and not Path(arm_spec.pretrained).expanduser().is_file():
             raise ValueError(

@@ -56,6 +56,14 @@ class FinetuneConfig:
     mode: str = "e2e"  # e2e (paper) | linear (frozen backbone, linear classifier: the SSL read-out)
 
     def __post_init__(self) -> None:
+        at_least = {"max_epochs": 1, "patience": 0, "batch_size": 2, "num_workers": 0}
+        for name, low in at_least.items():  # batch 2: BatchNorm trains on a batch
+            if (value := getattr(self, name)) < low:
+                raise ValueError(f"finetune.{name} must be >= {low}, got {value}")
+        if self.lr < 0:
+            raise ValueError(f"finetune.lr must be >= 0, got {self.lr}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"finetune.threshold must be in (0, 1), got {self.threshold}")
         if self.mode not in FINETUNE_MODES:
             raise ValueError(f"finetune.mode must be one of {FINETUNE_MODES}, got {self.mode!r}")
         if self.class_weights not in CLASS_WEIGHT_SCHEMES:

@@ -64,6 +64,19 @@ class PretrainConfig:
     paper_compat: bool = False
 
     def __post_init__(self) -> None:  # checked when a grid is planned, before anything runs
+        at_least = {"epochs": 1, "batch_size": 2, "warmup_epochs": 0, "num_workers": 0,
+                    "collapse_epochs": 1, "t_max": 1}  # fmt: skip
+        for name, low in at_least.items():
+            value = getattr(self, name)
+            if value is not None and value < low:  # batch 2: BatchNorm trains on a batch
+                raise ValueError(f"pretrain.{name} must be >= {low}, got {value}")
+        if self.lr < 0 or self.weight_decay < 0:
+            raise ValueError(
+                f"pretrain.lr and pretrain.weight_decay must be >= 0, got {self.lr}, "
+                f"{self.weight_decay}"
+            )
+        if not 0 <= self.swa_start < 1:
+            raise ValueError(f"pretrain.swa_start must be in [0, 1), got {self.swa_start}")
         if self.keep not in KEEP:
             raise ValueError(f"pretrain.keep must be one of {KEEP}, got {self.keep!r}")
         if self.knn_every < 0:
@@ -226,8 +239,6 @@ def pretrain(
 
     ``speed``: the step's speed switches (``speed.py``); None = ``StepSpeed.auto`` for the device.
     """
-    if cfg.epochs < 1:
-        raise ValueError(f"pretrain.epochs must be >= 1, got {cfg.epochs}")
     if cfg.keep == "best_knn" and knn is None:
         raise ValueError("pretrain.keep=best_knn needs the k-NN monitor (pretrain.knn_every >= 1)")
     knn = knn if cfg.knn_every else None

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import logging
 import sys
+import types
+import typing
 from pathlib import Path
+from typing import Any
 
 import hydra
 import torch
@@ -24,6 +27,7 @@ from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 from cass_hpc import jobstate, resolvers, store  # noqa: F401 - ${launch_id:} in conf/config.yaml
 from cass_hpc.cell import CellSpec, run_cell, run_pretrain_stage
 from cass_hpc.data.resplit import check_split_seed
+from cass_hpc.device import resolve_device, resolve_precision
 from cass_hpc.finetune import FinetuneConfig
 from cass_hpc.methods import method_entry
 from cass_hpc.models import ArmSpec
@@ -49,10 +53,37 @@ def spec_from_config(cfg: DictConfig) -> CellSpec:
     if c["paper_compat"]:  # the released notebooks' quirks (PAPER.md), for comparison only
         pretrain["paper_compat"] = True
         finetune["class_weights"] = "frequency"
+    top = {k: c[k] for k in ("label_fraction", "seed", "image_size", "threads", "split_seed")}
+    check_types("", CellSpec, top)
+    check_types("model.", CellSpec, {"out_dim": model["out_dim"]})
+    check_types("pretrain.", PretrainConfig, pretrain)
+    check_types("finetune.", FinetuneConfig, finetune)
     try:
         return _cell_spec(c, model, pretrain, finetune)
     except TypeError as err:  # an unknown key in a config node (e.g. pretrain.epoch=1)
         raise ValueError(f"{err}; see python -m cass_hpc.run --help for the keys") from None
+
+
+SIMPLE = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
+
+
+def check_types(prefix: str, cls: type, values: dict[str, Any]) -> None:
+    """ValueError naming ``prefix + key`` for a value whose type does not fit the field of
+    dataclass ``cls`` (int, float, bool, str, or one of them | None), e.g. ``seed=abc``; fields
+    of other types and unknown keys are left to ``cls`` itself."""
+    hints = typing.get_type_hints(cls)
+    for key, value in values.items():
+        hint = hints.get(key)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = typing.get_args(hint) if union else (hint,)
+        optional = type(None) in args
+        base = next((a for a in args if a is not type(None)), None)
+        allowed = SIMPLE.get(base)  # type: ignore[call-overload]
+        if allowed is None or (value is None and optional):
+            continue
+        if not isinstance(value, allowed) or (isinstance(value, bool) and base is not bool):
+            kind = base.__name__ + (" or null" if optional else "")  # type: ignore[union-attr]
+            raise ValueError(f"{prefix}{key} must be {kind}, got {value!r}")
 
 
 def _cell_spec(c: dict, model: dict, pretrain: dict, finetune: dict) -> CellSpec:
@@ -106,6 +137,8 @@ def main(cfg: DictConfig) -> float:
         overrides = list(HydraConfig.get().overrides.task)
         if cfg.stage not in ("cell", "pretrain"):
             raise ValueError(f"stage must be cell or pretrain, got {cfg.stage!r}")
+        if HydraConfig.get().mode == RunMode.RUN:  # it runs here: refuse what cannot run here
+            resolve_precision(cfg.precision, resolve_device(cfg.device))  # (a grid's job: there)
         if cfg.stage == "pretrain":  # a grid's first stage (see cass_hpc.plan)
             _pretrain_stage(spec_from_config(cfg), overrides)
             return 0.0

@@ -62,3 +62,37 @@ def test_a_bad_monitor_setting_fails_when_the_config_is_read_so_a_grid_queues_no
     with pytest.raises(ValueError, match="best_knn needs the k-NN monitor"):
         compose_spec("pretrain.keep=best_knn", "pretrain.knn_every=0")
     assert compose_spec("method=cass_plus").method_params["views"] == 2
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("arm=transformer", "arm 'transformer' is not in the backbone pair ['cnn', 'vit']"),
+        ("finetune.batch_size=0", "finetune.batch_size must be >= 2, got 0"),
+        ("pretrain.batch_size=1", "pretrain.batch_size must be >= 2, got 1"),
+        ("pretrain.epochs=0", "pretrain.epochs must be >= 1, got 0"),
+        ("pretrain.swa_start=1.5", "pretrain.swa_start must be in [0, 1), got 1.5"),
+        ("finetune.threshold=1", "finetune.threshold must be in (0, 1), got 1"),
+        ("label_fraction=abc", "label_fraction must be float, got 'abc'"),
+        ("seed=abc", "seed must be int, got 'abc'"),
+        ("threads=0", "threads must be >= 1 (or null), got 0"),
+        ("split_seed=x", "split_seed must be int or null, got 'x'"),
+        ("model.out_dim=big", "model.out_dim must be int, got 'big'"),
+        ("pretrain.epochs=abc", "pretrain.epochs must be int, got 'abc'"),
+        ("pretrain.clip_grad=x", "pretrain.clip_grad must be float or null, got 'x'"),
+        ("finetune.max_epochs=true", "finetune.max_epochs must be int, got True"),
+    ],
+)
+def test_a_bad_value_is_refused_naming_its_key_when_the_config_is_read(
+    override: str, message: str
+) -> None:
+    """Found by a new user: these reached a KeyError, a ZeroDivisionError after the whole
+    pretraining, or a message naming no key."""
+    with pytest.raises(ValueError) as refused:
+        compose_spec(override)
+    assert str(refused.value) == message
+
+
+def test_values_of_the_right_type_pass_including_null_and_an_int_for_a_float() -> None:
+    spec = compose_spec("pretrain.t_max=null", "pretrain.lr=1", "split_seed=3", "threads=2")
+    assert spec.pretrain.t_max is None and spec.pretrain.lr == 1 and spec.split_seed == 3

@@ -109,17 +109,16 @@ def test_a_local_grid_runs_pretrainings_first_and_a_failed_one_blocks_only_its_c
     assert "CollapseError" in status.stdout
 
 
-def test_a_refused_single_run_says_why_in_one_line_and_leaves_no_folder(
-    tiny_dataset: Path, tmp_path: Path
-) -> None:
-    runs = tmp_path / "runs"
+def test_a_refused_single_run_says_why_in_one_line_and_leaves_no_folder(tmp_path: Path) -> None:
+    """Refused once the cell reads its data (bad values are refused earlier, with the config:
+    tests/test_config.py), so the check that it began no work is the one exercised."""
+    runs, missing = tmp_path / "runs", tmp_path / "not-packed"
     proc = run_module(
-        "cass_hpc.run", f"runs_dir={runs}", f"dataset.path={tiny_dataset}", "label_fraction=1.5",
-        *TINY_BUDGET, timeout=300,
+        "cass_hpc.run", f"runs_dir={runs}", f"dataset.path={missing}", *TINY_BUDGET, timeout=300
     )  # fmt: skip
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "error:" in line]
-    assert len(errors) == 1 and "label_fraction" in errors[0], errors
+    assert len(errors) == 1 and f"{missing}: no manifest.json" in errors[0], errors
     assert "Traceback" not in proc.stderr
     assert not (runs / "default").exists(), sorted(runs.rglob("*"))  # no Hydra run folder left
 
