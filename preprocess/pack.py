@@ -228,8 +228,8 @@ def pack(
     ) as writer:
         for sample_id, reason in skipped:
             writer.skip(sample_id, reason)
-        progress = Progress(
-            TextColumn("packing {task.fields[split]:<5}"),
+        progress = Progress(  # one bar per split, each counting that split's images
+            TextColumn("packing {task.description:<5}"),
             BarColumn(),
             MofNCompleteColumn(),
             TimeRemainingColumn(),
@@ -239,10 +239,13 @@ def pack(
         ordered = [reader_samples[i] for i in order]
         results = OrderedMap(prepare, ordered, workers=workers, serial_below_s=SERIAL_BELOW_S)
         with progress, contextlib.closing(results):
-            task = progress.add_task("pack", total=len(order), split="")
+            tasks = {
+                split: progress.add_task(split, total=splits.count(split))
+                for split in SPLITS
+                if split in splits
+            }
             for index, result in zip(order, results, strict=True):
                 sample = reader_samples[index]
-                progress.update(task, split=splits[index])
                 if isinstance(result, ImageDecodeError):
                     if not skip_bad:
                         raise ImageDecodeError(
@@ -254,7 +257,7 @@ def pack(
                     if stored_size is not None and min(read_size) * TINY_RATIO < stored_size:
                         tiny[index] = read_size
                     writer.add(splits[index], stored, sample.label, sample.sample_id)
-                progress.advance(task)
+                progress.advance(tasks[splits[index]])
         manifest = writer.commit()
     if tiny:
         first = min(tiny)  # in the reader's order

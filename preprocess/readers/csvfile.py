@@ -18,9 +18,13 @@ DICOM (.dcm: rescale, window, MONOCHROME1 inverted) and anything else Pillow rea
 Without a split column (or with the column empty on every line) splits are drawn 70/10/20,
 stratified (multi-label: iterative stratification, rarest label first) and seeded by --seed;
 with it, the CSV's split is kept. An empty file or label cell, an unknown
-label, a file named twice, a split that is not train/val/test, or a split on some lines only is
-an error naming the CSV line. A missing or undecodable file stops the pack unless --skip-bad
-records and skips it.
+label, a file named twice, a split that is not train/val/test, a split on some lines only, or
+a class with under 3 images to split is an error naming the CSV line(s). A missing or
+undecodable file stops the pack unless --skip-bad records and skips it.
+
+A mistyped label makes a class of its own: without --classes, a class named one letter off
+another (or the same but for case) and with at most a third of its images gets a warning
+naming its lines; --classes a,b,c refuses every label not in the list.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 from pathlib import Path
 
 from preprocess.readers import ReaderResult, ReaderSpec, Sample
+from preprocess.readers.class_names import look_alikes
 from preprocess.readers.common import (
     add_decode_arguments,
     add_skip_bad,
@@ -75,21 +80,29 @@ def read_csv(
     samples: list[Sample] = []
     skipped: list[tuple[str, str]] = []
     seen: dict[Path, int] = {}
-    counts = dict.fromkeys(names, 0)
+    lines: dict[str, list[int]] = {name: [] for name in names}  # class → lines of its images
     for row, row_labels, split in zip(rows, labels, splits, strict=True):
         found = image_file(csv_path, row, seen, skip_bad, skipped)
         if found is None:
             continue
         for name in row_labels:
-            counts[name] += 1
+            lines[name].append(row.line)
         label = tuple(sorted(index[n] for n in row_labels)) if multilabel else index[row_labels[0]]
         samples.append(Sample(found[0], label, loader(found[1], **decode), split))
-    empty = [name for name, count in counts.items() if count == 0]
+    empty = [name for name, found_on in lines.items() if not found_on]
+    if empty and classes is None:  # every file of the class was missing (--skip-bad)
+        raise ValueError(
+            f"{csv_path}: class {', '.join(empty)} has no image left (its files are missing); "
+            f"add them, or remove the class's lines"
+        )
     if empty:
         raise ValueError(
             f"{csv_path}: class {', '.join(empty)} (from --classes) has no image; add images "
             f"or leave it out of --classes"
         )
+    if not multilabel and splits[0] is None:
+        _check_drawable(csv_path, lines, typo_hint=classes is None)
+    warnings = [] if classes is not None else _look_alike_warnings(csv_path, lines)
     return ReaderResult(
         samples=samples,
         classes=names,
@@ -102,8 +115,51 @@ def read_csv(
             **recorded(decode),
         },
         skipped=skipped,
+        banner="\n".join(warnings),
         multilabel=multilabel,
     )
+
+
+def _on_lines(numbers: list[int], shown: int = 5) -> str:
+    """``line 7`` / ``lines 7, 9`` / ``lines 7, 9, 12, 15, 20, … (8 lines)``."""
+    listed = ", ".join(str(n) for n in numbers[:shown])
+    more = f", … ({len(numbers)} lines)" if len(numbers) > shown else ""
+    return f"line{'s' if len(numbers) > 1 else ''} {listed}{more}"
+
+
+def _check_drawable(csv_path: Path, lines: dict[str, list[int]], typo_hint: bool) -> None:
+    """Refuse a class too small for the drawn 70/10/20 split (one image per split at least),
+    naming its CSV lines: a one-off class is most often a mistyped label."""
+    for name, found_on in lines.items():
+        if len(found_on) < len(SPLIT_NAMES):
+            fix = (
+                "a typo in a label makes a new class: fix the label (--classes a,b,c refuses "
+                "unknown labels), add images, or give a split column"
+                if typo_hint
+                else "add images, leave the class out of --classes and the CSV, or give a split "
+                "column"
+            )
+            raise ValueError(
+                f"{csv_path}: class {name!r} has {len(found_on)} image(s) "
+                f"({_on_lines(found_on)}) to split 70/10/20; it needs at least "
+                f"{len(SPLIT_NAMES)} — {fix}"
+            )
+
+
+def _look_alike_warnings(csv_path: Path, lines: dict[str, list[int]]) -> list[str]:
+    """One warning line per class named like a much larger one (a likely typo; see
+    ``class_names.look_alikes``), naming its CSV lines."""
+    counts = {name: len(found_on) for name, found_on in lines.items()}
+    warnings = []
+    for name, like in look_alikes(counts).items():
+        others = ", ".join(f"{other!r} ({counts[other]} images)" for other in like[:3])
+        warnings.append(
+            f"warning: {csv_path}: class {name!r} has {counts[name]} image(s) "
+            f"({_on_lines(lines[name])}) and is named like {others}; if it is a typo, fix "
+            f"those lines (a mistyped label makes a new class) — pass --classes a,b,c to list "
+            f"the classes, which refuses unknown labels"
+        )
+    return warnings
 
 
 def _label_names(

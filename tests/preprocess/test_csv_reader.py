@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from raw_fixtures import cli_error, copy_dicom, mixed_image, pack_cli, write_tiff
+from raw_fixtures import cli_error, copy_dicom, mixed_image, pack_cli, write_image, write_tiff
 
 from cass_hpc.data.shards import ShardReader, read_manifest
 from preprocess.readers.csvfile import read_csv
@@ -164,3 +164,54 @@ def test_src_that_is_not_a_csv_says_what_src_is(tmp_path: Path, capsys) -> None:
     (tmp_path / "folder").mkdir()
     error = cli_error(["csv", str(tmp_path / "folder"), str(tmp_path / "out")], capsys)
     assert "folder: not a file; SRC is a CSV with the columns file,label[,split]" in error
+
+
+def _unsplit_csv(root: Path, labels: list[str]) -> Path:
+    """A CSV without a split column: one tiny PNG per label, line i + 2 for labels[i]."""
+    lines = ["file,label"]
+    for i, label in enumerate(labels):
+        lines.append(f"{write_image(root / f'{i}.png', 'L', (4, 4), i).name},{label}")
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+    return root / "labels.csv"
+
+
+def test_mistyped_label_too_rare_to_split_names_its_csv_line_and_the_typo(
+    tmp_path: Path, capsys
+) -> None:
+    labels = ["cat_a"] * 4 + ["cat_b"] * 4
+    labels[5] = "cat_x"  # CSV line 7
+    csv = _unsplit_csv(tmp_path, labels)
+    error = cli_error(_argv(csv, tmp_path / "out"), capsys)
+    assert error == (
+        f"error: {csv}: class 'cat_x' has 1 image(s) (line 7) to split 70/10/20; it needs at "
+        f"least 3 — a typo in a label makes a new class: fix the label (--classes a,b,c "
+        f"refuses unknown labels), add images, or give a split column"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_listed_class_too_rare_to_split_names_its_lines_without_a_typo_hint(
+    tmp_path: Path, capsys
+) -> None:
+    csv = _unsplit_csv(tmp_path, ["cat_a"] * 4 + ["cat_b"] * 2)
+    error = cli_error(_argv(csv, tmp_path / "out", "--classes", "cat_a,cat_b"), capsys)
+    assert "class 'cat_b' has 2 image(s) (lines 6, 7) to split 70/10/20" in error
+    assert error.endswith(
+        "— add images, leave the class out of --classes and the CSV, or give a split column"
+    )
+
+
+def test_label_one_letter_off_a_much_larger_class_is_warned_with_its_lines(tmp_path: Path) -> None:
+    labels = ["cat_a"] * 9 + ["cat_b"] * 9 + ["cat_x"] * 3  # cat_x: CSV lines 20, 21, 22
+    csv = _unsplit_csv(tmp_path, labels)
+    result = read_csv(csv)
+    assert result.classes == ["cat_a", "cat_b", "cat_x"]  # packed as asked: a warning only
+    assert result.banner == (
+        f"warning: {csv}: class 'cat_x' has 3 image(s) (lines 20, 21, 22) and is named like "
+        f"'cat_a' (9 images), 'cat_b' (9 images); if it is a typo, fix those lines (a mistyped "
+        f"label makes a new class) — pass --classes a,b,c to list the classes, which refuses "
+        f"unknown labels"
+    )
+    assert read_csv(csv, classes=["cat_a", "cat_b", "cat_x"]).banner == ""  # listed: meant
+    siblings = _unsplit_csv(tmp_path / "siblings", labels[:18] + ["cat_c"] * 4)
+    assert read_csv(siblings).banner == ""  # 4 of 9 is not much smaller: no false alarm

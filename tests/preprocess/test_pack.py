@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import pytest
 from PIL import Image
+from rich.console import Console
 
 from cass_hpc.data.shards import read_manifest
 from preprocess.__main__ import main
@@ -68,6 +70,19 @@ def test_class_too_small_for_the_split_is_named_with_its_count(tmp_path: Path) -
         "drop the class, or give the split yourself (csv: a split column)"
     )
     assert not out.exists() and _leftovers(out) == []
+
+
+def test_progress_shows_one_bar_per_split_counting_that_split(tmp_path: Path) -> None:
+    samples = read_synthetic("shapes", image_size=8, per_class=5).samples
+    console = Console(file=io.StringIO(), width=100)
+    manifest = _pack_synthetic(samples, tmp_path / "out", console=console)
+    bars = [
+        line.split() for line in console.file.getvalue().splitlines() if line.startswith("packing ")
+    ]
+    assert [(words[1], words[-2]) for words in bars] == [
+        (split, f"{count}/{count}") for split, count in manifest.splits.items()
+    ]
+    assert manifest.splits == {"train": 12, "val": 4, "test": 4}  # not 20/20 under "test"
 
 
 def test_loader_that_cannot_reach_worker_processes_is_named_before_packing(
