@@ -47,11 +47,12 @@ def test_each_cell_gets_its_status_with_the_error_line_and_log(tmp_path: Path) -
     rows = {r["cell"]: r for r in status_rows(tmp_path)}
     assert {name: r["status"] for name, r in rows.items()} == {
         "a-done": "done", "b-failed": "failed", "c-running": "running",
-        "d-requeued": "requeued", "e-killed": "failed", "seed=1": "missing",
+        "d-requeued": "requeued", "e-killed": "interrupted", "seed=1": "missing",
     }  # fmt: skip
     assert rows["b-failed"]["error"] == "ShardError: shard corrupt"
     assert rows["b-failed"]["log"] == "/logs/x.out"
-    assert "is gone" in rows["e-killed"]["error"]
+    assert "is gone" in rows["e-killed"]["error"]  # killed or stopped: a rerun resumes it
+    assert rows["e-killed"]["error"].endswith("rerun the same command to resume")
     assert main([str(tmp_path)]) == 1  # a failure makes the exit code non-zero
 
 
