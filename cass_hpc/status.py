@@ -25,7 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cass_hpc import store
-from cass_hpc.jobstate import STATE_FILE, submitted, unusable
+from cass_hpc.jobstate import STATE_FILE, SUBMISSIONS, submitted, unusable
 from cass_hpc.slurm_jobs import JobInfo, job_info
 
 ORDER = ("failed", "cancelled", "interrupted", "blocked", "requeued", "running", "waiting",
@@ -132,7 +132,7 @@ def _unreported(
     job), planned it (its launcher), or neither (a single run's or an older grid's leftovers)."""
     launcher = (planned or {}).get("local") or {}
     if started is not None:  # submitit started its process; it had not reported yet
-        where = {"job": started["job"], "log": started["log"]}
+        where = {"log": started["log"]}  # the job column is SLURM's: a local pid goes below
         alive = _alive({"host": launcher.get("host"), "pid": started["job"]}, {})
         if alive is False:
             return {**where, "status": "interrupted",
@@ -261,8 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rundir", type=Path, help="run store: runs/<experiment_name>")
     args = parser.parse_args(argv)
     console = Console()
-    if not (args.rundir / "cells").is_dir() and not (args.rundir / "hydra").is_dir():
-        console.print(f"error: {args.rundir}: no cells/ or hydra/ here — is it a run store "
+    if not any((args.rundir / d).is_dir() for d in ("cells", "pretrain", "hydra", SUBMISSIONS)):
+        console.print(f"error: {args.rundir}: no cells/, pretrain/, hydra/ or {SUBMISSIONS}/ "
+                      "here — is it a run store "
                       "(runs/<experiment_name>)?", markup=False)  # fmt: skip
         return 2
     rows = status_rows(args.rundir)
