@@ -133,7 +133,8 @@ def _unreported(
     launcher = (planned or {}).get("local") or {}
     if started is not None:  # submitit started its process; it had not reported yet
         where = {"log": started["log"]}  # the job column is SLURM's: a local pid goes below
-        alive = _alive({"host": launcher.get("host"), "pid": started["job"]}, {})
+        pid = started["job"] if started["job"].isdigit() else None  # a local job's id: its pid
+        alive = _alive({"host": launcher.get("host"), "pid": pid}, {})
         if alive is False:
             return {**where, "status": "interrupted",
                     "error": f"stopped before it reported (Ctrl-C, kill); {RESUME}"}  # fmt: skip
