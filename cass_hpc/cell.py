@@ -164,13 +164,20 @@ def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
 
 
 def run_pretraining(
-    spec: CellSpec, manifest: Manifest, accelerator: Accelerator, *, lock: bool = True
+    spec: CellSpec,
+    manifest: Manifest,
+    accelerator: Accelerator,
+    *,
+    lock: bool = True,
+    report: bool = True,
 ) -> tuple[Path, dict]:
     """Return the pretraining artifact dir (computing it once) and its record.
 
     ``lock``: hold a lock while computing, so that cells started side by side without a stage
     plan (``python -m cass_hpc.run`` by hand) compute it once. A grid's pretraining stage needs
-    none: it is the one job for its key."""
+    none: it is the one job for its key. ``report``: record the computation's state (running,
+    done, failed, interrupted) in the pretraining's ``state.json`` for ``status``, as a cell
+    does; a grid's pretraining stage reports around the whole stage instead."""
     assert spec.pretrain is not None
     key = pretrain_key(spec, manifest)
     out_dir = pretrain_dir(spec, key)
@@ -178,7 +185,8 @@ def run_pretraining(
     if not is_done(done):
         with store.exclusive(out_dir) if lock else contextlib.nullcontext():
             if not is_done(done):  # another job may have finished it while we waited
-                _pretrain(spec, manifest, accelerator, out_dir)
+                with jobstate.reporting(out_dir) if report else contextlib.nullcontext():
+                    _pretrain(spec, manifest, accelerator, out_dir)
     else:
         log.info("pretraining %s already done: reusing %s", key, out_dir)
     arms = pretrained_arms(spec)
@@ -270,7 +278,7 @@ def run_pretrain_stage(spec: CellSpec, overrides: list[str] | None = None) -> di
     with jobstate.reporting(directory, overrides):
         accelerator = make_accelerator(spec.device, spec.precision)
         off_slurm = not os.environ.get("SLURM_JOB_ID")  # claimed by a lock, as cells are
-        return run_pretraining(spec, manifest, accelerator, lock=off_slurm)[1]
+        return run_pretraining(spec, manifest, accelerator, lock=off_slurm, report=False)[1]
 
 
 def _set_threads(spec: CellSpec) -> None:

@@ -200,7 +200,8 @@ def in_flight(store_roots: list[Path]) -> tuple[dict[str, str], set[str]]:
     pre, cells = [], []
     for root in store_roots:
         pre_root, cells_root = submitted(root)
-        pre, cells = pre + pre_root, cells + cells_root
+        pre = pre + [p for p in pre_root if p.get("job_id")]  # local launches queue nothing
+        cells = cells + [c for c in cells_root if c.get("job_id")]
     info = job_info([j["job_id"] for j in pre + cells])
     live = {j for j, i in info.items() if i.live}
     return ({p["key"]: p["job_id"] for p in pre if p["job_id"] in live},

@@ -16,7 +16,7 @@ from typing import Any
 from cass_hpc import store
 
 STATE_FILE = "state.json"
-SUBMISSIONS = "submissions"  # <run store>/submissions/<sweep>.json: what one SLURM launch queued
+SUBMISSIONS = "submissions"  # <run store>/submissions/<sweep>.json: what one launch will run
 
 
 def runtime() -> dict[str, Any]:
@@ -119,8 +119,14 @@ def is_done(record: Path) -> bool:
 
 
 def submitted(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The pretrainings and cells every SLURM launch into run store ``root`` queued (their
-    keys, dirs, job ids, dependencies), oldest launch first."""
+    """The pretrainings and cells every launch into run store ``root`` planned (their keys,
+    dirs, overrides; for SLURM their job ids and dependencies), oldest launch first. A local
+    launch's stages have no job id (``None``) and carry ``local`` (its launcher's host and pid)
+    and ``sweep_dir`` (where submitit keeps its jobs)."""
     records = [store.read_record(p) or {} for p in sorted((root / SUBMISSIONS).glob("*.json"))]
-    return ([p for r in records for p in r.get("pretrainings", [])],
-            [c for r in records for c in r.get("cells", [])])  # fmt: skip
+    pretrainings, cells = [], []
+    for r in records:
+        extra = {"local": r["local"], "sweep_dir": r.get("sweep_dir")} if r.get("local") else {}
+        pretrainings += [{**p, **extra} for p in r.get("pretrainings", [])]
+        cells += [{**c, **extra} for c in r.get("cells", [])]
+    return pretrainings, cells

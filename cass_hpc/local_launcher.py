@@ -5,17 +5,22 @@ every slot kept busy (Hydra's ``max_batch_size`` waits for the slowest job of ea
 
 Jobs are submitit local processes, as with hydra-submitit-launcher's ``submitit_local``. A
 failed pretraining fails its cells without running them ("blocked by ..."); SIGTERM or Ctrl-C
-stops every running job (they record ``interrupted``) before the launcher exits.
+stops every running job (they record ``interrupted``) before the launcher exits. What the grid
+will run is recorded at launch under ``<run store>/submissions/`` (as the SLURM launcher does),
+so that ``python -m cass_hpc.status`` lists the stages not yet started as pending.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import submitit
@@ -23,7 +28,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 from omegaconf import DictConfig
 
-from cass_hpc import jobstate
+from cass_hpc import jobstate, store
 from cass_hpc.plan import CellStage, Plan, PretrainStage
 from cass_hpc.stage_launcher import StageLauncher, completed, failed, sweep_dir
 
@@ -59,7 +64,7 @@ class DagLocalLauncher(StageLauncher, LocalLauncher):
         configs.update(
             {p.overrides: self.compose(p.overrides) for p in plan.pending_pretrainings()}
         )
-        sweep_dir(self.config)
+        record_plan(plan, sweep_dir(self.config))
         executor = submitit.AutoExecutor(cluster="local", folder=self.params["submitit_folder"])
         executor.update_parameters(timeout_min=self.params.get("timeout_min", 120))
         slots = self.slots()
@@ -81,6 +86,29 @@ class DagLocalLauncher(StageLauncher, LocalLauncher):
             return executor.submit(self, *self.job_args(stage.overrides, cfg, nums[stage.key]))
 
         return submit
+
+
+def record_plan(plan: Plan, sweep: Path) -> None:
+    """Write what this launch will run (its pending stages, as ``dag_launcher`` records a SLURM
+    submission, with no job ids) into each run store's ``submissions/<sweep>.json``, atomically,
+    with this launcher's host and pid: ``status`` lists a stage not started yet as pending while
+    the launcher lives."""
+    launched = {
+        "submitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "sweep_dir": str(sweep), "local": {"host": socket.gethostname(), "pid": os.getpid()},
+    }  # fmt: skip
+    pretrainings, cells = plan.pending_pretrainings(), plan.pending_cells()
+    for root in plan.store_roots:
+        mine = [p for p in pretrainings if p.dir.is_relative_to(root)]
+        store.write_json(root / jobstate.SUBMISSIONS / f"{sweep.name}.json", {
+            **launched,
+            "pretrainings": [{"key": p.key, "dir": str(p.dir), "job_id": None,
+                              "overrides": list(p.overrides)} for p in mine],
+            "cells": [{"key": c.key, "dir": str(c.dir), "job_id": None, "pretrain": c.pretrain,
+                       "depends_on": None, "overrides": list(c.overrides)}
+                      for c in cells if c.dir.is_relative_to(root)],
+            "done": [c.name for c in plan.cells if c.done and c.dir.is_relative_to(root)],
+        })  # fmt: skip
 
 
 def run_stages(

@@ -74,13 +74,17 @@ def test_ctrl_c_records_the_cell_interrupted_in_one_line_and_a_rerun_resumes(
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
     (state,) = runs.rglob("cells/*/state.json")
     assert json.loads(state.read_text())["state"] == "interrupted"
+    (pretrain_state,) = runs.rglob("pretrain/*/state.json")  # the pretraining reports too
+    assert json.loads(pretrain_state.read_text())["state"] == "interrupted"
     status = run_module("cass_hpc.status", str(runs / "default"), timeout=120)
-    assert "interrupted" in status.stdout and "1 interrupted" in status.stdout, status.stdout
+    assert "pretrain: 1 interrupted" in status.stdout, status.stdout
+    assert "cell: 1 interrupted" in status.stdout and "missing" not in status.stdout
 
     rerun = run_module(*args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert "resuming pretraining" in rerun.stdout + rerun.stderr
     assert json.loads(state.read_text())["state"] == "done"
+    assert json.loads(pretrain_state.read_text())["state"] == "done"
 
 
 def test_a_cell_keeps_its_weights_and_probabilities_which_reproduce_its_test_metrics(

@@ -1,4 +1,5 @@
-"""python -m cass_hpc.status: done / running / requeued / failed / missing, from real files."""
+"""python -m cass_hpc.status: pending / waiting / running / requeued / done / failed / interrupted /
+missing, from real files (state.json, a launch's plan record, submitit's pickles)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import cloudpickle
 from collect_fixtures import result as result_record
 from submitit.core.utils import DelayedSubmission
 
-from cass_hpc import jobstate, store
-from cass_hpc.status import main, status_rows
+from cass_hpc import jobstate, local_launcher, store
+from cass_hpc.plan import CellStage, Plan, PretrainStage
+from cass_hpc.status import detail_lines, main, status_rows
 
 
 def cell(root: Path, name: str, results: bool = False, **state: object) -> None:
@@ -47,11 +49,12 @@ def test_each_cell_gets_its_status_with_the_error_line_and_log(tmp_path: Path) -
     rows = {r["cell"]: r for r in status_rows(tmp_path)}
     assert {name: r["status"] for name, r in rows.items()} == {
         "a-done": "done", "b-failed": "failed", "c-running": "running",
-        "d-requeued": "requeued", "e-killed": "failed", "seed=1": "missing",
+        "d-requeued": "requeued", "e-killed": "interrupted", "seed=1": "missing",
     }  # fmt: skip
     assert rows["b-failed"]["error"] == "ShardError: shard corrupt"
     assert rows["b-failed"]["log"] == "/logs/x.out"
-    assert "is gone" in rows["e-killed"]["error"]
+    assert "is gone" in rows["e-killed"]["error"]  # killed or stopped: a rerun resumes it
+    assert rows["e-killed"]["error"].endswith("rerun the same command to resume")
     assert main([str(tmp_path)]) == 1  # a failure makes the exit code non-zero
 
 
@@ -101,3 +104,94 @@ def test_a_truncated_results_json_is_not_done_for_status_run_and_the_plan_alike(
     assert rows["b-no-schema"]["status"] == "failed"
     assert "missing required key(s)" in rows["b-no-schema"]["error"]
     assert not jobstate.is_done(results)  # what run_cell and plan_grid ask before skipping
+
+
+def _plan(tmp_path: Path) -> Plan:
+    """A local grid's plan: one pretraining, a cell after it and a supervised cell."""
+    pre = PretrainStage("pk", tmp_path / "pretrain" / "cass-p", ("seed=0", "stage=pretrain"), False)
+    cells = [
+        CellStage("ck", tmp_path / "cells" / "cass-c", ("seed=0",), "pk", False),
+        CellStage("sk", tmp_path / "cells" / "sup-s", ("method=supervised",), None, False),
+    ]
+    return Plan(cells=cells, pretrainings={"pk": pre}, store_roots=[tmp_path])  # fmt: skip
+
+
+def _launched_by(tmp_path: Path, pid: int) -> Path:
+    """Record the plan as the local launcher does at launch, with launcher ``pid``."""
+    sweep = tmp_path / "hydra" / "2026-01-01_00-00-00"
+    local_launcher.record_plan(_plan(tmp_path), sweep)
+    (path,) = (tmp_path / jobstate.SUBMISSIONS).glob("*.json")
+    store.write_json(path, {**store.read_json(path), "local": {"host": socket.gethostname(),
+                                                              "pid": pid}})  # fmt: skip
+    return sweep
+
+
+def _started(sweep: Path, job: int, overrides: list[str]) -> None:
+    """A job submitit started for ``overrides`` (its folder and pickle, named by its pid)."""
+    folder = sweep / ".submitit" / str(job)
+    folder.mkdir(parents=True)
+    with open(folder / f"{job}_submitted.pkl", "wb") as handle:
+        cloudpickle.dump(DelayedSubmission(print, overrides), handle)
+
+
+def test_a_running_local_grid_lists_its_unstarted_stages_as_pending_or_waiting(
+    tmp_path: Path, capsys
+) -> None:
+    _launched_by(tmp_path, os.getpid())  # the launcher still runs
+    rows = {r["cell"]: r["status"] for r in status_rows(tmp_path)}
+    assert rows == {"cass-p": "pending", "cass-c": "waiting", "sup-s": "pending"}
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "pretrain: 1 pending\ncell: 1 waiting, 1 pending" in out
+    assert "cass-c:" not in out  # no detail line for a stage that has not started
+
+
+def test_a_stopped_local_grid_shows_started_stages_interrupted_and_the_rest_missing(
+    tmp_path: Path,
+) -> None:
+    sweep = _launched_by(tmp_path, dead_pid())  # Ctrl-C ended the launcher
+    _started(sweep, dead_pid(), ["seed=0", "stage=pretrain"])  # stopped before it reported
+    rows = {r["cell"]: r for r in status_rows(tmp_path)}
+    assert {n: r["status"] for n, r in rows.items()} == {
+        "cass-p": "interrupted", "cass-c": "missing", "sup-s": "missing"}  # fmt: skip
+    assert rows["cass-p"]["error"].endswith("rerun the same command to resume")
+    assert rows["cass-p"]["log"].endswith("_0_log.out")
+    assert "never started" in rows["sup-s"]["error"] and "rerun the grid" in rows["sup-s"]["error"]
+    assert main([str(tmp_path)]) == 0  # nothing failed
+
+
+def test_a_local_job_started_but_not_yet_reporting_is_running_with_its_pid_and_log(
+    tmp_path: Path,
+) -> None:
+    sweep = _launched_by(tmp_path, os.getpid())
+    _started(sweep, os.getpid(), ["method=supervised"])  # its process imports torch, say
+    row = next(r for r in status_rows(tmp_path) if r["cell"] == "sup-s")
+    assert row["status"] == "running" and row["where"] == f"starting, pid {os.getpid()}"
+    (line,) = [x for x in detail_lines([row])]
+    assert line.startswith(f"running sup-s: starting, pid {os.getpid()}\n  log: ")
+
+
+def test_a_pretraining_left_with_a_checkpoint_and_no_state_is_interrupted_not_missing(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "pretrain" / "cass-p"  # a single run stopped by an older version
+    directory.mkdir(parents=True)
+    (directory / "checkpoint.pt").write_bytes(b"")
+    cell(tmp_path, "c-interrupted", state="interrupted")
+    rows = {r["cell"]: r for r in status_rows(tmp_path)}
+    assert rows["cass-p"]["status"] == "interrupted"
+    assert "checkpoint.pt kept" in rows["cass-p"]["error"]
+
+
+def test_detail_lines_say_where_a_stage_runs_and_nothing_for_pending_or_done(
+    tmp_path: Path,
+) -> None:
+    here = {"host": socket.gethostname(), "log": "/logs/x.out", "attempt": 1}
+    cell(tmp_path, "a-running", state="running", pid=os.getpid(), **here)
+    cell(tmp_path, "b-done", results=True, state="done", **here)
+    cell(tmp_path, "c-failed", state="failed", **here)  # died without its error line
+    lines = detail_lines(status_rows(tmp_path))
+    assert lines == [
+        "failed c-failed: (no error recorded)\n  log: /logs/x.out",
+        f"running a-running: pid {os.getpid()} on {socket.gethostname()}\n  log: /logs/x.out",
+    ]
