@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,10 @@ def check_command_line(argv: Sequence[str], config_dir: Path, config_name: str =
     try:
         overrides = _parse(args.overrides)
         with initialize_config_dir(config_dir=str(config_dir.resolve()), version_base="1.3"):
-            groups = set(GlobalHydra.instance().config_loader().list_groups(""))
+            loader = GlobalHydra.instance().config_loader()
+            groups = set(loader.list_groups(""))
+            if bad_choice := unknown_choice(overrides, groups, loader.get_group_options):
+                raise _Refused(bad_choice)
             options = [_options(o) for o in overrides if not _checked(o, groups)]
             base = compose(name, [o[0] for o in options], return_hydra_config=True)
             on_line = {o.key_or_group for o in overrides}
@@ -121,11 +124,38 @@ def check_command_line(argv: Sequence[str], config_dir: Path, config_name: str =
                     options.append(_options(_parse([f"{key}={text}"])[0]))
             variants = itertools.islice(_variants(options), MAX_COMPOSED - 1)
             configs = [base, *(compose(name, v, return_hydra_config=True) for v in variants)]
+    except _Refused as refused:
+        raise ValueError(str(refused)) from None
     except Exception:  # noqa: BLE001 - Hydra reports what it cannot parse or compose itself
         return
     unknown = unknown_keys(overrides, configs, groups)
     if unknown:
         raise ValueError(unknown_key_message(unknown[0], base, groups))
+
+
+class _Refused(Exception):
+    """A command line refused inside the block whose other errors are left to Hydra."""
+
+
+def unknown_choice(
+    overrides: Iterable[Override], groups: set[str], options: Callable[[str], list[str]]
+) -> str | None:
+    """``unknown method 'cas'; choose from cass, cass_plus, … (did you mean cass?)`` for the
+    first group choice (``method=cas``, a sweep's values too) that ``conf/`` has no file for;
+    Hydra would answer with its search path, over many lines. None if every choice exists."""
+    for o in overrides:
+        group = o.key_or_group
+        if o.type != OverrideType.CHANGE or group not in groups or o.is_hydra_override():
+            continue
+        known = options(group)
+        for line in _options(o):
+            value = line.split("=", 1)[1]
+            if value in known or value in ("", "null") or "(" in value or "$" in value:
+                continue
+            near = difflib.get_close_matches(value, known, n=1, cutoff=0.6)
+            hint = f" (did you mean {near[0]}?)" if near else ""
+            return f"unknown {group} {value!r}; choose from {', '.join(known)}{hint}"
+    return None
 
 
 def _parse(overrides: Iterable[str]) -> list[Override]:

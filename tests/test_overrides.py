@@ -67,7 +67,6 @@ def test_the_command_line_knows_the_keys_of_every_swept_group_choice() -> None:
     check_command_line(["-m", "method=cass,dino", "method.params.teacher_temp=0.1"], CONF)
     check_command_line(["-m", "experiment=demo", "pretrain.epochs=1"], CONF)
     check_command_line(["--help", "pretrain.epoch=1"], CONF)  # help is Hydra's
-    check_command_line(["method=no_such_method"], CONF)  # Hydra lists the choices itself
     with pytest.raises(ValueError, match="^unknown key pretrain.epoch; did you mean"):
         check_command_line(["-m", "method=cass,dino", "pretrain.epoch=1"], CONF)
 
@@ -80,3 +79,14 @@ def test_run_with_a_mistyped_key_exits_2_with_one_line_not_hydras_hint(tmp_path:
     )
     assert "+pretrain.epoch" not in proc.stderr and "Traceback" not in proc.stderr
     assert not list(tmp_path.iterdir())  # nothing started
+
+
+def test_an_unknown_group_choice_gets_one_line_with_the_choices_not_hydras_search_path() -> None:
+    with pytest.raises(ValueError) as refused:
+        check_command_line(["method=cas"], CONF)
+    assert str(refused.value) == (
+        "unknown method 'cas'; choose from cass, cass_plus, dino, supervised (did you mean cass?)"
+    )
+    with pytest.raises(ValueError, match="^unknown method 'dinoo'.*did you mean dino"):
+        check_command_line(["-m", "method=cass,dinoo"], CONF)  # a sweep's values too
+    check_command_line(["-m", "method=cass,dino", "model=paper_pair"], CONF)  # real choices pass
