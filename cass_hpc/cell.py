@@ -209,11 +209,15 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
     knn = None
     if spec.pretrain.knn_every:  # the health monitor sees the validation split, unaugmented
         val = split_dataset(manifest, "val", eval_transform(spec.image_size), spec.split_seed)
-        if len(val) >= 2:
-            val_loader = make_loader(val, 64, train=False, seed=spec.seed, workers=0)
-            knn = KnnMonitor(val_loader, spec.pretrain.knn_k)
-        else:  # pretrain() refuses keep=best_knn without it
-            log.warning("the k-NN monitor is off: the validation split has %d image(s)", len(val))
+        try:
+            knn = KnnMonitor(make_loader(val, 64, train=False, seed=spec.seed, workers=0),
+                             spec.pretrain.knn_k)  # fmt: skip
+        except ValueError as why:  # too few validation images; keep=best_knn is then refused
+            log.warning("the k-NN monitor is off: %s", why)
+        if knn is not None and knn.left_out:
+            names = [manifest.classes[c] for c in knn.left_out]
+            why = "one validation image each (leave-one-out needs 2)"
+            log.warning("the k-NN monitor leaves out class(es) %s: %s", names, why)
     log.info("pretraining %s on %d images -> %s", spec.method, len(data), out_dir)
     nets = {
         "method": spec.method, "dataset": manifest.name, "seed": spec.seed,

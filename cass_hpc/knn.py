@@ -132,7 +132,29 @@ class KnnMonitor:
                 f"the k-NN monitor needs >= 2 validation images, the split has {len(self.labels)}"
                 "; set pretrain.knn_every=0"
             )
+        self.index: np.ndarray | None = None  # the images scored (None: all)
+        self.left_out: list[int] = []  # classes with one validation image: not scorable
+        if self.labels.ndim == 1:
+            self._scorable_classes()
         self.chance = chance_level(self.labels)
+
+    def _scorable_classes(self) -> None:
+        """Leave-one-out cannot score a class with one validation image (its image has no
+        neighbour of its class: recall 0 whatever the net); leave such classes out, and refuse
+        when fewer than 2 classes are left (the monitor would say nothing)."""
+        counts = np.bincount(self.labels.astype(np.int64))
+        scored = np.flatnonzero(counts >= 2)
+        if len(scored) < 2:
+            raise ValueError(
+                f"the k-NN monitor (leave-one-out) needs >= 2 classes with >= 2 validation images "
+                f"each; the validation split has {counts.tolist()} image(s) per class"
+            )
+        self.left_out = [int(c) for c in np.flatnonzero(counts == 1)]
+        if self.left_out:
+            self.index = np.flatnonzero(counts[self.labels] >= 2)
+            remap = np.full(len(counts), -1)
+            remap[scored] = np.arange(len(scored))
+            self.labels = remap[self.labels[self.index]]
 
     @torch.no_grad()
     def embed(self, arm: Arm, accelerator: Accelerator) -> Tensor:
@@ -147,7 +169,10 @@ class KnnMonitor:
         return torch.cat(chunks)
 
     def score(self, arms: Mapping[str, Arm], accelerator: Accelerator) -> dict[str, float]:
-        return {
-            name: knn_score(self.embed(arm, accelerator), self.labels, self.k, self.temperature)
-            for name, arm in arms.items()
-        }
+        scores = {}
+        for name, arm in arms.items():
+            features = self.embed(arm, accelerator)
+            if self.index is not None:
+                features = features[torch.as_tensor(self.index)]
+            scores[name] = knn_score(features, self.labels, self.k, self.temperature)
+        return scores

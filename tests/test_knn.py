@@ -163,3 +163,24 @@ def test_monitor_falls_to_chance_when_cass_collapses_and_not_with_cass_plus(
     table = (tmp_path / "summary" / "pretrain_time.md").read_text()
     assert "k-NN CNN / ViT (chance)" in table and "/ 0.25 (0.25)" in table  # CASS's ViT
     assert list((tmp_path / "summary" / "plots").glob("*pretrain*.png"))
+
+
+class Flat(torch.nn.Module):
+    """An 'arm' whose features are its pixels (the monitor only calls ``features``)."""
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        return images.flatten(1)
+
+
+def test_a_class_with_one_validation_image_is_left_out_and_none_scorable_turns_it_off() -> None:
+    """Found by a new user: with one validation image per class every leave-one-out score was
+    0.000 (below chance), whatever the net; a single such class dragged the score down."""
+    labels = torch.tensor([0, 0, 1, 1, 2])
+    images = torch.eye(3)[labels].repeat_interleave(4, 1).view(5, 3, 2, 2)  # class = colour
+    monitor = KnnMonitor(DataLoader(TensorDataset(images, labels), batch_size=8), k=5)
+    assert monitor.left_out == [2] and monitor.chance == 0.5
+    assert monitor.score({"net": Flat()}, Accelerator(cpu=True)) == {"net": 1.0}  # was 2/3
+    one_each = TensorDataset(images[[0, 2, 4]], labels[[0, 2, 4]])
+    with pytest.raises(ValueError, match=r">= 2 classes with >= 2 validation images each; .*"
+                       r"\[1, 1, 1\] image\(s\) per class"):  # fmt: skip
+        KnnMonitor(DataLoader(one_each, batch_size=8))
