@@ -207,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    print(f"wrote {args.out} and {args.out.with_suffix('.json')}\nload with: {card['load']}")
+    here = card["load"].replace(
+        f"checkpoint_path={args.out.name!r}", f"checkpoint_path={str(args.out)!r}"
+    )
+    print(f"wrote {args.out} and {args.out.with_suffix('.json')}\nload with: {here}")
     return EXIT_OK
 
 

@@ -257,6 +257,10 @@ def _variant_table(r: dict) -> Table:
     for name, v in r["variants"].items():
         ratio = f"{v['step_s'] / base:.2f}" if base else "-"
         vt.add_row(name, f"{v['step_s']:.3f}", ratio, f"{v['warmup_s']:.1f}")
+    vt.caption = (
+        "medians of a few steps: on a busy machine gaps up to 20 % are noise (PERF.md); "
+        "trust a gap seen in several runs"
+    )
     return vt
 
 

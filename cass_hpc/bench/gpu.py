@@ -87,7 +87,7 @@ def harness(
         "--sizes", plan.sizes, "--variant-size", str(plan.size), "--out", str(out),
         *plan.harness_args, *extra,
     ]  # fmt: skip
-    print("$", " ".join(command[1:]), flush=True)
+    print("$ python", " ".join(command[1:]), flush=True)
     try:
         proc = subprocess.run(command, timeout=max(10.0, timeout_s))
     except subprocess.TimeoutExpired:
