@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO, run_module
+from hydra import compose, initialize_config_dir
 
 from cass_hpc.models import ArmSpec, build_arm
+from cass_hpc.run import spec_from_config
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
 TINY = [
@@ -44,12 +46,13 @@ def test_every_experiment_is_covered() -> None:
 
 
 # Run elsewhere in the default suite: demo (tests/test_run.py, through the local stage launcher),
-# paper (tests/test_slurm.py, as a SLURM DAG). The default suite keeps anti_collapse; the rest
-# run in make test-slow (ablation_pairs: ViT-L, ResNet-200, DenseNet-161, Swin-B, ~2 min; recipes:
-# DINO, CASS, CASS+ and supervised).
+# paper (tests/test_slurm.py, as a SLURM DAG). The rest run in make test-slow (ablation_pairs:
+# ViT-L, ResNet-200, DenseNet-161, Swin-B, ~2 min; recipes: DINO, CASS, CASS+ and supervised;
+# anti_collapse: 25 s); the default suite composes each (below).
 ELSEWHERE = {"demo", "paper"}
 SLOW = {"ablation_pairs", "ablation_augment", "ablation_head", "ablation_init", "ablation_swa",
-        "ablation_epochs", "ablation_batch", "ablation_optimizer", "recipes"}  # fmt: skip
+        "ablation_epochs", "ablation_batch", "ablation_optimizer", "recipes",
+        "anti_collapse"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -77,3 +80,14 @@ def test_experiment_grid_runs_at_a_tiny_budget(
                 assert timing <= set(r["pretrain"]) and r["pretrain"]["wall_s"] > 0
         dino_runs = {r["pretrain"]["key"] for r in results if r["method"] == "dino"}
         assert len(dino_runs) == 2  # one DINO run per backbone
+
+
+def test_every_experiment_composes_into_a_valid_cell() -> None:
+    """The default suite's cover for the grids it does not run (make test-slow runs them, and
+    ``python -m cass_hpc.run -m`` checks every swept value before it starts): each experiment
+    composes and passes the config checks (types, ranges, arms)."""
+    weights = ["weights.cnn=/w/cnn.pth", "weights.vit=/w/vit.pth"]  # ablation_init's init=local
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        for experiment in sorted(set(EXPERIMENTS) - ELSEWHERE):
+            spec = spec_from_config(compose("config", [f"experiment={experiment}", *weights]))
+            assert spec.experiment == experiment
