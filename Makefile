@@ -66,7 +66,7 @@ test: install  ## lint, then run the default test suite (< 10 min on 2 cores)
 	$(PY) -m ruff check cass_hpc preprocess hydra_plugins tests
 	$(PY) -m pytest
 
-test-slow: install  ## the slow tests (backbone-pair grid, 24-cell SLURM DAG, requeues past max_num_timeout, two grids at once, SIGTERM; ~20 min)
+test-slow: install  ## the slow tests (experiment grids, 24-cell SLURM DAG, a failed pretraining on SLURM, requeues, kill -9 resume, two grids at once, SIGTERM; ~22 min)
 	$(PY) -m pytest -m slow || [ $$? -eq 5 ]
 
 # The image every job can run in (containers/README.md): apptainer builds $(CONTAINER_SIF) from

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from conftest import REPO, run_module
 
@@ -24,6 +25,8 @@ def results(runs: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow  # three runs, ~26 s; resume itself is in the default suite (test_cell's Ctrl-C,
+# test_pretrain's kill between epochs, test_preempt's SIGUSR2 mid-epoch)
 def test_sigkilled_run_resumes_from_its_checkpoint_with_identical_metrics(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:

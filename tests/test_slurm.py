@@ -180,6 +180,8 @@ def test_a_grid_is_a_dag_of_slurm_jobs_submitted_in_seconds_running_the_submitte
     assert {j[0] for j in squeue(slurm_env)} <= queued_before  # nothing new was queued
 
 
+@pytest.mark.slow  # ~35 s; the default suite blocks cells of a failed pretraining on the local
+# launcher (test_run.py) and runs the SLURM DAG itself (above)
 def test_a_failed_pretraining_blocks_only_its_cells_which_are_cancelled(
     slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path
 ) -> None:
