@@ -9,8 +9,8 @@ from cass_hpc.methods import build_cass
 from cass_hpc.methods.base import StepOutput
 from cass_hpc.models import ArmSpec
 from cass_hpc.optim import build_optimizer
-from cass_hpc.pretrain import RunningSums
 from cass_hpc.speed import VARIANTS, StepSpeed, apply_speed, is_convnet
+from cass_hpc.step import RunningSums
 
 CPU = torch.device("cpu")
 

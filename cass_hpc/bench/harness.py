@@ -1,7 +1,7 @@
 """The measurements behind ``python -m cass_hpc.bench``: step times, loader rate, FLOP/s.
 
-Every step is the pretraining loop's own (``pretrain.prepare_step`` builds the nets and
-optimisers, ``pretrain.optimisation_step`` runs one optimisation step, ``pretrain.RunningSums``
+Every step is the pretraining loop's own (``step.prepare_step`` builds the nets and
+optimisers, ``step.optimisation_step`` runs one optimisation step, ``step.RunningSums``
 keeps the loop's bookkeeping), on one batch of views made by the method's own train_transform;
 the methods come from the ``METHODS`` registry with their ``conf/`` settings. Times are medians of
 ``repeats`` steps after ``warmup`` steps, the methods interleaved, so that a machine's drift
@@ -33,8 +33,9 @@ from cass_hpc.device import AUTOCAST_DTYPES
 from cass_hpc.methods import METHODS
 from cass_hpc.methods.base import PretrainMethod, Progress, Views
 from cass_hpc.models import ArmSpec
-from cass_hpc.pretrain import PretrainConfig, RunningSums, optimisation_step, prepare_step
+from cass_hpc.pretrain import PretrainConfig
 from cass_hpc.speed import StepSpeed
+from cass_hpc.step import RunningSums, optimisation_step, prepare_step
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 # a step of the run's second epoch: DINO's last layer is no longer frozen (it is in the first)
