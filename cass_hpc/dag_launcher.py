@@ -15,7 +15,6 @@ the cells waiting on it (``run.py``). ``hydra.launcher.wait=true`` blocks until 
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import time
 from collections.abc import Sequence
@@ -28,8 +27,8 @@ from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import SlurmLauncher
 from omegaconf import OmegaConf
 
-from cass_hpc import snapshot, store
-from cass_hpc.jobstate import SUBMISSIONS, is_done, submitted
+from cass_hpc import snapshot
+from cass_hpc.jobstate import is_done, launch_entry, record_launch, submitted
 from cass_hpc.plan import Plan
 from cass_hpc.slurm_jobs import job_info
 from cass_hpc.stage_launcher import GridError, StageLauncher, completed, failed, sweep_dir
@@ -71,12 +70,9 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
         submitted = self._submit(
             plan, configs, initial_job_idx, Path(code["snapshot"]), live_pretrain, live_cells
         )
-        record = {
-            "submitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "sweep_dir": str(folder), "code": code, **submitted,
-        }  # fmt: skip
+        record = {"code": code, **submitted}
         for root in plan.store_roots:
-            store.write_json(root / SUBMISSIONS / f"{folder.name}.json", record)
+            record_launch(root, folder, record)
         self._print(record, plan)
         if self.wait:
             return self._wait(job_overrides, plan)
@@ -110,15 +106,7 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
             jobs = self._executor(slurm_setup=setup, name="cass-pretrain").map_array(
                 self, *zip(*args, strict=True)
             )
-            pretrainings = [
-                {
-                    "key": p.key,
-                    "dir": str(p.dir),
-                    "job_id": j.job_id,
-                    "overrides": list(p.overrides),
-                }
-                for p, j in zip(pending, jobs, strict=True)
-            ]
+            pretrainings = [launch_entry(p, j.job_id) for p, j in zip(pending, jobs, strict=True)]
         job_of = {**live_pretrain, **{p["key"]: p["job_id"] for p in pretrainings}}
         groups: dict[str | None, list] = {}
         for idx, cell in enumerate(plan.cells, start=first_idx):
@@ -131,10 +119,9 @@ class DagSlurmLauncher(StageLauncher, SlurmLauncher):
             executor = self._executor(slurm_setup=setup, name="cass-cell", **extra)
             jobs = executor.map_array(self, *zip(*args, strict=True))
             cells += [
-                {"key": c.key, "dir": str(c.dir), "job_id": j.job_id, "pretrain": c.pretrain,
-                 "depends_on": dependency, "overrides": list(c.overrides)}
+                launch_entry(c, j.job_id, pretrain=c.pretrain, depends_on=dependency)
                 for (_, c), j in zip(members, jobs, strict=True)
-            ]  # fmt: skip
+            ]
         everything = sorted({j["job_id"].split("_")[0] for j in pretrainings + cells})
         collect = self._executor(
             slurm_setup=setup, name="cass-collect",

@@ -118,6 +118,22 @@ def is_done(record: Path) -> bool:
     return record.exists() and unusable(record) is None
 
 
+def launch_entry(stage: Any, job_id: str | None, **extra: Any) -> dict[str, Any]:
+    """One stage (a ``plan`` pretraining or cell) as a launch record lists it: what ``submitted``
+    hands to ``status`` and the SLURM launcher's ``in_flight``. ``job_id`` None: a local job."""
+    return {"key": stage.key, "dir": str(stage.dir), "job_id": job_id, **extra,
+            "overrides": list(stage.overrides)}  # fmt: skip
+
+
+def record_launch(root: Path, sweep: Path, record: dict[str, Any]) -> None:
+    """Write one launch's ``record`` (its ``pretrainings`` and ``cells`` as
+    :func:`launch_entry` gives them, and what else the launcher keeps) to run store ``root``'s
+    ``submissions/<sweep>.json``, atomically, stamped with the time and the sweep folder."""
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    stamped = {"submitted": stamp, "sweep_dir": str(sweep), **record}
+    store.write_json(root / SUBMISSIONS / f"{sweep.name}.json", stamped)
+
+
 def submitted(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The pretrainings and cells every launch into run store ``root`` planned (their keys,
     dirs, overrides; for SLURM their job ids and dependencies), oldest launch first. A local

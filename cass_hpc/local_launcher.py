@@ -13,7 +13,6 @@ so that ``python -m cass_hpc.status`` lists the stages not yet started as pendin
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import logging
 import os
 import signal
@@ -28,7 +27,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher
 from omegaconf import DictConfig
 
-from cass_hpc import jobstate, store
+from cass_hpc import jobstate
 from cass_hpc.plan import CellStage, Plan, PretrainStage
 from cass_hpc.stage_launcher import StageLauncher, completed, failed, sweep_dir
 
@@ -89,23 +88,17 @@ class DagLocalLauncher(StageLauncher, LocalLauncher):
 
 
 def record_plan(plan: Plan, sweep: Path) -> None:
-    """Write what this launch will run (its pending stages, as ``dag_launcher`` records a SLURM
-    submission, with no job ids) into each run store's ``submissions/<sweep>.json``, atomically,
-    with this launcher's host and pid: ``status`` lists a stage not started yet as pending while
-    the launcher lives."""
-    launched = {
-        "submitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "sweep_dir": str(sweep), "local": {"host": socket.gethostname(), "pid": os.getpid()},
-    }  # fmt: skip
+    """Record what this launch will run (its pending stages, as ``dag_launcher`` records a SLURM
+    submission, with no job ids) in each run store, with this launcher's host and pid: ``status``
+    lists a stage not started yet as pending while the launcher lives."""
+    launcher = {"host": socket.gethostname(), "pid": os.getpid()}
     pretrainings, cells = plan.pending_pretrainings(), plan.pending_cells()
     for root in plan.store_roots:
-        mine = [p for p in pretrainings if p.dir.is_relative_to(root)]
-        store.write_json(root / jobstate.SUBMISSIONS / f"{sweep.name}.json", {
-            **launched,
-            "pretrainings": [{"key": p.key, "dir": str(p.dir), "job_id": None,
-                              "overrides": list(p.overrides)} for p in mine],
-            "cells": [{"key": c.key, "dir": str(c.dir), "job_id": None, "pretrain": c.pretrain,
-                       "depends_on": None, "overrides": list(c.overrides)}
+        jobstate.record_launch(root, sweep, {
+            "local": launcher,
+            "pretrainings": [jobstate.launch_entry(p, None) for p in pretrainings
+                             if p.dir.is_relative_to(root)],
+            "cells": [jobstate.launch_entry(c, None, pretrain=c.pretrain, depends_on=None)
                       for c in cells if c.dir.is_relative_to(root)],
             "done": [c.name for c in plan.cells if c.done and c.dir.is_relative_to(root)],
         })  # fmt: skip
