@@ -34,8 +34,9 @@ from cass_hpc.finetune import FinetuneConfig, finetune
 from cass_hpc.jobstate import is_done
 from cass_hpc.knn import KnnMonitor
 from cass_hpc.methods import METHODS, method_entry
-from cass_hpc.models import ArmSpec, build_arm
+from cass_hpc.models import ArmSpec, arm_identity, build_arm
 from cass_hpc.pretrain import PretrainConfig, pretrain
+from cass_hpc.pretrained import OFFLINE_ENV, starting_weights
 from cass_hpc.speed import StepSpeed
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def pretrain_key(spec: CellSpec, manifest: Manifest) -> str:
             "method": spec.method,
             "method_params": spec.method_params,
             "pretrain": dataclasses.asdict(spec.pretrain) if spec.pretrain else None,
-            "arms": {a: dataclasses.asdict(s) for a, s in sorted(pretrained_arms(spec).items())},
+            "arms": {a: arm_identity(a, s) for a, s in sorted(pretrained_arms(spec).items())},
             "out_dim": spec.out_dim,
             "seed": spec.seed,
             "precision": spec.precision,
@@ -128,7 +129,7 @@ def cell_key(spec: CellSpec, manifest: Manifest) -> str:
             "image_size": spec.image_size,
             "method": spec.method,
             "arm": spec.arm,
-            "arm_spec": dataclasses.asdict(spec.arms[spec.arm]),
+            "arm_spec": arm_identity(spec.arm, spec.arms[spec.arm]),
             "label_fraction": spec.label_fraction,
             "seed": spec.seed,
             "finetune": dataclasses.asdict(spec.finetune),
@@ -153,14 +154,21 @@ def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
     """Everything about a cell that can be wrong before it runs; returns its labelled subset
     (indices into the training split). Raises ValueError naming the value and what to do."""
     method_entry(spec.method)
-    for arm, arm_spec in spec.arms.items():
-        if arm_spec.pretrained and not Path(arm_spec.pretrained).expanduser().is_file():
-            raise ValueError(
-                f"weights.{arm}={arm_spec.pretrained}: no such file; init=local needs local "
-                f"weight files (never downloaded)"
-            )
+    for arm in _starting_arms(spec):  # the starting weights are on this machine, offline
+        starting_weights(arm, spec.arms[arm])
     labels = split_labels(manifest, "train", spec.split_seed)
     return label_fraction_indices(labels, spec.label_fraction, spec.seed, manifest.num_classes)
+
+
+def _starting_arms(spec: CellSpec) -> list[str]:
+    """The arms whose starting weights this cell reads: those it pretrains, or the one it
+    fine-tunes from scratch."""
+    return sorted(pretrained_arms(spec)) if spec.pretrain is not None else [spec.arm]
+
+
+def starting_record(spec: CellSpec) -> dict[str, dict[str, str | None]]:
+    """Per arm this cell starts from: init (random, imagenet:<tag>, local:<path>), file, sha256."""
+    return {a: starting_weights(a, spec.arms[a]).record() for a in _starting_arms(spec)}
 
 
 def run_pretraining(
@@ -190,7 +198,9 @@ def run_pretraining(
     else:
         log.info("pretraining %s already done: reusing %s", key, out_dir)
     arms = pretrained_arms(spec)
-    return out_dir, {"key": key, "arms": sorted(arms), **store.read_json(done)}
+    nets = store.read_json(out_dir / PRETRAIN_NETS) if (out_dir / PRETRAIN_NETS).exists() else {}
+    init = {"init": nets["init"]} if "init" in nets else {}  # stores made before it was recorded
+    return out_dir, {"key": key, "arms": sorted(arms), **init, **store.read_json(done)}
 
 
 def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_dir: Path) -> None:
@@ -225,6 +235,7 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
         "image_size": spec.image_size,
         "arms": {a: {"name": s.name, "kwargs": dict(s.kwargs)}
                  for a, s in pretrained_arms(spec).items()},
+        "init": starting_record(spec),  # where each net started: init, file, sha256
     }  # fmt: skip
     store.write_json(out_dir / PRETRAIN_NETS, nets)  # for cass_hpc.export
     speed = StepSpeed.configured(accelerator.device, spec.speed)
@@ -307,7 +318,8 @@ def _run(
     arm_spec = spec.arms[spec.arm]
     if spec.pretrain is not None:
         artifact_dir, pretrain_record = run_pretraining(spec, manifest, accelerator)
-        arm_spec = dataclasses.replace(arm_spec, pretrained=str(artifact_dir / f"{spec.arm}.pt"))
+        pretrained = str(artifact_dir / f"{spec.arm}.pt")  # fine-tuning starts from it
+        arm_spec = dataclasses.replace(arm_spec, pretrained=pretrained, init="local")
         collapsed = pretrain_record.get("collapsed", {})  # only the net this cell fine-tunes
         warnings = [collapsed[spec.arm]] if spec.arm in collapsed else []
         for warning in warnings:
@@ -317,7 +329,7 @@ def _run(
         warnings.append(notice)  # logged by label_fraction_indices
 
     set_seed(spec.seed)
-    net = build_arm(arm_spec, num_classes=manifest.num_classes)
+    net = build_arm(arm_spec, num_classes=manifest.num_classes, arm=spec.arm)
     split_seed, size = spec.split_seed, spec.image_size
     split_path = write_split_file(manifest, split_seed, spec.store_root)  # None: packed split
     train = split_dataset(manifest, "train", paper_augmentation(size), split_seed, indices)
@@ -376,6 +388,8 @@ def _run(
         "dataset_path": str(Path(spec.dataset_path).expanduser().resolve()),
         "image_size": spec.image_size,
         "backbone_kwargs": dict(spec.arms[spec.arm].kwargs),
+        "init": starting_record(spec),  # per arm: init, file, sha256 of the starting weights
+        "environment": {k: os.environ.get(k) for k in OFFLINE_ENV},  # the hub was off
         "split_seed": spec.split_seed,  # None: the packed split
         "split_file": None if split_path is None else str(split_path),
         "files": {k: v for k, v in CELL_FILES.items() if spec.keep_weights or k != "weights"},

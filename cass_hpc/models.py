@@ -1,8 +1,17 @@
 """Backbones by timm name, wrapped with their own input normalisation.
 
-Weights never come from a hub: ``pretrained`` is a path to a local file (a timm/torch state
-dict, ``.pth``/``.pt``/``.bin`` or ``.safetensors``) or None for random init (PAPER.md: App. D.4
-finds random init about as good as ImageNet init; it is our offline default).
+An arm starts from one of three places (``init``, conf/init/*.yaml):
+
+- ``random``: timm's own initialisation (the default of the demo and the tests, which have no
+  weights);
+- ``imagenet``: the paper's protocol (App. D.4). timm's own pretrained path builds the net from
+  its pretrained tag (``resnet50.a1_in1k``): timm drops the 1000-way head for ours, resamples a
+  ViT's position embedding to the run's image size and sets mean/std. The file comes from the
+  Hugging Face cache, offline (``pretrained.py``), or from ``pretrained`` if the user names one;
+- ``local``: any state dict the user names (``pretrained``: e.g. weights exported by
+  ``cass_hpc.export``), read by :func:`load_weights`, which takes heads of other widths.
+
+Nothing here downloads: a missing file is a one-line ValueError before any job is submitted.
 """
 
 from __future__ import annotations
@@ -17,6 +26,8 @@ import timm
 import torch
 from torch import Tensor, nn
 
+from cass_hpc.pretrained import INITS, imagenet_tag, starting_weights
+
 
 @dataclass(frozen=True)
 class ArmSpec:
@@ -24,7 +35,32 @@ class ArmSpec:
 
     name: str  # timm model name, e.g. "resnet50", "vit_base_patch16_384"
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra timm kwargs (img_size for ViTs)
-    pretrained: str | None = None  # local weights file; None = random init
+    pretrained: str | None = None  # a local weights file (init=local, or imagenet's own file)
+    init: str | None = None  # random | imagenet | local; None: local if pretrained, else random
+    tag: str | None = None  # timm pretrained tag init=imagenet loads, e.g. "resnet50.a1_in1k"
+
+    def __post_init__(self) -> None:
+        if self.init is not None and self.init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
+        if self.init == "local" and not self.pretrained:
+            raise ValueError("init=local needs a weights file (weights.cnn=FILE, weights.vit=FILE)")
+
+    @property
+    def source(self) -> str:
+        """Where the arm starts: random, imagenet or local."""
+        return self.init or ("local" if self.pretrained else "random")
+
+
+def arm_identity(arm: str, spec: ArmSpec) -> dict[str, Any]:
+    """What identifies an arm in the run store's keys: the net, and for a pretrained start the
+    starting weights by content (init and sha256), so that two grids with different starting
+    weights never share a result. A random-init arm keeps the entry it always had."""
+    identity: dict[str, Any] = {"name": spec.name, "kwargs": dict(spec.kwargs)}
+    if spec.source == "random":
+        return {**identity, "pretrained": None}
+    start = starting_weights(arm, spec)
+    init = start.label if spec.source == "imagenet" else "local"
+    return {**identity, "init": init, "sha256": start.sha256}
 
 
 class Arm(nn.Module):
@@ -53,13 +89,17 @@ class Arm(nn.Module):
         self.net.reset_classifier(num_classes)
 
 
-def build_arm(spec: ArmSpec, *, num_classes: int, dynamic_size: bool = False) -> Arm:
-    """Build ``spec.name`` from timm (random init) and load ``spec.pretrained`` if given.
+def build_arm(
+    spec: ArmSpec, *, num_classes: int, dynamic_size: bool = False, arm: str = "arm"
+) -> Arm:
+    """Build ``spec.name`` from timm: random init, timm's pretrained path (``init=imagenet``,
+    offline) or a local state dict (``init=local``).
 
     ``num_classes`` is the head's width: the CASS output dimension during pretraining (paper:
     timm's 1000-way classifier logits), the number of classes when fine-tuning, 0 for pooled
     features (DINO puts its own head on top). ``dynamic_size`` lets a ViT take inputs of other
-    sizes than it was built for (DINO's local crops); CNNs take any size anyway.
+    sizes than it was built for (DINO's local crops); CNNs take any size anyway. ``arm`` names
+    the arm in errors (``cnn``, ``vit``).
     """
     if not timm.is_model(spec.name):
         raise ValueError(
@@ -68,21 +108,35 @@ def build_arm(spec: ArmSpec, *, num_classes: int, dynamic_size: bool = False) ->
         )
     if num_classes < 0:
         raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-    kwargs = dict(spec.kwargs)
-    net = None
-    if dynamic_size:
-        try:
-            net = timm.create_model(
-                spec.name, pretrained=False, num_classes=num_classes,
-                dynamic_img_size=True, dynamic_img_pad=True, **kwargs,
-            )  # fmt: skip
-        except TypeError:  # the architecture has no such option: it takes any size already
-            net = None
-    if net is None:
-        net = timm.create_model(spec.name, pretrained=False, num_classes=num_classes, **kwargs)
-    if spec.pretrained:
+    kwargs: dict[str, Any] = {"num_classes": num_classes, **spec.kwargs}
+    name = spec.name
+    if spec.source == "imagenet":  # timm's own loader, reading the file found offline
+        name = imagenet_tag(arm, spec)
+        file = starting_weights(arm, spec).file
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(file)})
+    try:
+        net = _create(name, kwargs, dynamic_size)
+    except (RuntimeError, OSError, KeyError) as err:  # timm's loader on a file that does not fit
+        if spec.source != "imagenet":
+            raise
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+        raise ValueError(
+            f"init=imagenet: timm could not load {kwargs['pretrained_cfg_overlay']['file']} into "
+            f"{name} for the {arm} arm: {first}"
+        ) from err
+    if spec.source == "local":
+        assert spec.pretrained is not None
         load_weights(net, spec.pretrained, spec.name)
     return Arm(net, *normalisation(net))
+
+
+def _create(name: str, kwargs: dict[str, Any], dynamic_size: bool) -> nn.Module:
+    if dynamic_size:
+        try:
+            return timm.create_model(name, dynamic_img_size=True, dynamic_img_pad=True, **kwargs)
+        except TypeError:  # the architecture has no such option: it takes any size already
+            pass
+    return timm.create_model(name, **kwargs)
 
 
 def normalisation(net: nn.Module) -> tuple[tuple[float, ...], tuple[float, ...]]:

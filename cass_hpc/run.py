@@ -33,6 +33,7 @@ from cass_hpc.methods import method_entry
 from cass_hpc.models import ArmSpec
 from cass_hpc.overrides import check_command_line
 from cass_hpc.pretrain import PretrainConfig
+from cass_hpc.pretrained import go_offline
 from cass_hpc.slurm_jobs import cancel_dependents, current_job_id
 from cass_hpc.speed import StepSpeed
 
@@ -133,6 +134,7 @@ def _pretrain_stage(spec: CellSpec, overrides: list[str]) -> None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float:
+    go_offline()  # every stage, wherever it runs (local, SLURM, container): jobs never download
     try:
         overrides = list(HydraConfig.get().overrides.task)
         if cfg.stage not in ("cell", "pretrain"):

@@ -18,8 +18,9 @@ TINY_BUDGET = ["image_size=32", "pretrain.epochs=1", "pretrain.batch_size=8",
 def run_module(
     *args: str, cwd: Path = REPO, timeout: float = 600, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess:
-    """Run ``python -m <args>`` as a user would, offline, and return the finished process."""
-    env = {**(env or os.environ), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    """Run ``python -m <args>`` as a user would, offline (unless ``env`` sets HF_HUB_OFFLINE
+    itself, to check that the toolkit switches the hub off), and return the finished process."""
+    env = {"HF_HUB_OFFLINE": "1", **(env or os.environ), "PYTHONUNBUFFERED": "1"}
     return subprocess.run(
         [sys.executable, "-m", *args],
         cwd=cwd,

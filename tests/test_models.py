@@ -1,4 +1,5 @@
-"""Backbones by timm name; weights only from a local file, never a hub."""
+"""Backbones by timm name: random init, timm's pretrained path from the HF cache (offline), or a
+local file; never a hub."""
 
 from __future__ import annotations
 
@@ -119,3 +120,68 @@ def test_each_arm_normalises_with_its_own_statistics() -> None:
     cnn = build_arm(ArmSpec("resnet10t"), num_classes=2)
     vit = build_arm(ArmSpec("vit_tiny_patch16_224", {"img_size": 32, "depth": 1}), num_classes=2)
     assert not torch.equal(cnn.mean, vit.mean)  # ImageNet stats vs timm's 0.5 for augreg ViTs
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty Hugging Face cache this process reads (the hub client read HF_HUB_CACHE at
+    import, so its constant is pointed here), with the hub switched off."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    return cache
+
+
+def test_imagenet_init_loads_the_cached_file_through_timm_with_our_head_at_our_size(
+    hub_cache: Path,
+) -> None:
+    from hub_fixtures import DEMO_TAGS, write_demo_cache
+    from safetensors.torch import load_file
+
+    files = write_demo_cache(hub_cache)
+    vit = ArmSpec("vit_tiny_patch16_224", {"img_size": 32, "depth": 1}, init="imagenet",
+                  tag=DEMO_TAGS["vit"])  # fmt: skip
+    cnn = ArmSpec("resnet10t", init="imagenet", tag=DEMO_TAGS["cnn"])
+    for arm, spec in (("vit", vit), ("cnn", cnn)):
+        torch.manual_seed(123)  # a random init that cannot match the file by chance
+        net = build_arm(spec, num_classes=5, arm=arm).net
+        own, saved = net.state_dict(), load_file(str(files[arm]))
+        head = str(net.pretrained_cfg["classifier"])
+        body = [k for k in saved if not k.startswith(head + ".") and k != "pos_embed"]
+        assert body and all(torch.equal(own[k], saved[k]) for k in body), arm
+        assert own[f"{head}.weight"].shape[0] == 5  # our head, not the file's 1000 classes
+        assert saved[f"{head}.weight"].shape[0] == 1000
+    out = build_arm(vit, num_classes=5, arm="vit")(torch.rand(2, 3, 32, 32))
+    assert out.shape == (2, 5)
+    vit_net = build_arm(vit, num_classes=5, arm="vit").net
+    # the 224-px file's 14x14 position grid, resampled by timm to 32 px (2x2) + the class token
+    assert load_file(str(files["vit"]))["pos_embed"].shape[1] == 197
+    assert vit_net.state_dict()["pos_embed"].shape[1] == 5
+
+
+def test_a_tag_missing_from_the_cache_names_arm_tag_cache_and_the_fetch_command(
+    hub_cache: Path,
+) -> None:
+    spec = ArmSpec("resnet10t", init="imagenet", tag="resnet10t.c3_in1k")
+    with pytest.raises(ValueError) as info:
+        build_arm(spec, num_classes=2, arm="cnn")
+    message = str(info.value)
+    assert "\n" not in message
+    for part in ("cnn arm", "resnet10t.c3_in1k", str(hub_cache),
+                 "python -m cass_hpc.weights fetch --tag resnet10t.c3_in1k"):  # fmt: skip
+        assert part in message, (part, message)
+
+
+@pytest.mark.parametrize(
+    ("tag", "match"),
+    [(None, "needs model.cnn.tag"), ("resnet18.a1_in1k", "not a tag of model.cnn.name=resnet10t"),
+     ("resnet10t.nope", "unknown timm pretrained tag")],
+)  # fmt: skip
+def test_a_bad_imagenet_tag_is_refused_naming_the_key(
+    hub_cache: Path, tag: str | None, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        build_arm(ArmSpec("resnet10t", init="imagenet", tag=tag), num_classes=2, arm="cnn")

@@ -30,10 +30,11 @@ def test_demo_multirun_runs_every_cell_and_shares_pretraining(
         "seed=0",
         *TINY,
     ]
-    proc = run_module(*args)
+    proc = run_module(*args, env={**os.environ, "HF_HUB_OFFLINE": "0"})  # the toolkit sets it
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     results = [json.loads(p.read_text()) for p in (runs / "demo").rglob("results.json")]
+    assert {r["environment"]["HF_HUB_OFFLINE"] for r in results} == {"1"}  # every job: offline
     cells = {(r["method"], r["label_fraction"], r["arm"], r["seed"]) for r in results}
     assert len(results) == 4 and len(cells) == 4
     for r in results:

@@ -119,7 +119,8 @@ def test_a_grid_is_a_dag_of_slurm_jobs_submitted_in_seconds_running_the_submitte
     n_cells = 3 * len(fractions.split(",")) * n_seeds * n_arms  # DINO, CASS, supervised
     n_pretrain = n_seeds * (1 + n_arms)  # per seed: CASS once for both arms, DINO per arm
     started = time.monotonic()
-    proc = run_module(*grid, cwd=checkout, env=slurm_env)
+    online = {**slurm_env, "HF_HUB_OFFLINE": "0"}  # the jobs are offline all the same
+    proc = run_module(*grid, cwd=checkout, env=online)
     submit_s = time.monotonic() - started
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert submit_s < 30, f"submission took {submit_s:.1f} s"
@@ -145,6 +146,7 @@ def test_a_grid_is_a_dag_of_slurm_jobs_submitted_in_seconds_running_the_submitte
     results = [json.loads(p.read_text()) for p in store_root.rglob("results.json")]
     assert len(results) == n_cells
     assert {(r["code"]["commit"], r["code"]["dirty"]) for r in results} == {(commit, False)}
+    assert {r["environment"]["HF_HUB_OFFLINE"] for r in results} == {"1"}, "a job was online"
     record = json.loads(next((store_root / "submissions").glob("*.json")).read_text())
     times = sacct_times(slurm_env)
     ends = {p["key"]: times[p["job_id"]][2] for p in record["pretrainings"]}

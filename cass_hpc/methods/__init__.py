@@ -22,7 +22,7 @@ from cass_hpc.models import ArmSpec, build_arm
 def build_cass(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]) -> CASS:
     if set(arms) != {"cnn", "vit"}:
         raise ValueError(f"CASS needs the arms cnn and vit, got {sorted(arms)}")
-    nets = {a: build_arm(s, num_classes=out_dim) for a, s in arms.items()}
+    nets = {a: build_arm(s, num_classes=out_dim, arm=a) for a, s in arms.items()}
     return CASS(cnn=nets["cnn"], vit=nets["vit"], cfg=CASSConfig(**params))
 
 
@@ -31,7 +31,7 @@ def build_cass_plus(
 ) -> CASSPlus:
     if set(arms) != {"cnn", "vit"}:
         raise ValueError(f"CASS+ needs the arms cnn and vit, got {sorted(arms)}")
-    nets = {a: build_arm(s, num_classes=0) for a, s in arms.items()}  # pooled features
+    nets = {a: build_arm(s, num_classes=0, arm=a) for a, s in arms.items()}  # pooled
     return CASSPlus(cnn=nets["cnn"], vit=nets["vit"], cfg=CASSPlusConfig(**params))
 
 
@@ -40,7 +40,7 @@ def build_dino(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, A
         raise ValueError(f"DINO pretrains one backbone per run, got {sorted(arms)}")
     ((arm, spec),) = arms.items()
     cfg = DINOConfig(**params)
-    backbone = build_arm(spec, num_classes=0, dynamic_size=True)  # features; crops of two sizes
+    backbone = build_arm(spec, num_classes=0, dynamic_size=True, arm=arm)  # crops of 2 sizes
     return DINO(arm, backbone, backbone.net.num_features, cfg)
 
 
