@@ -8,7 +8,8 @@ RUNS ?= runs
 DEMO_DATA ?= data/demo
 SLURM_STATE ?= /tmp/cass-slurm
 
-.PHONY: help install demo test test-slow lint lock clean benchmark benchmark-local container test-container \
+.PHONY: help install demo test test-slow lint lock clean benchmark benchmark-local weights container \
+	test-container \
 	bench bench-gpu
 
 help:  ## list the targets
@@ -32,18 +33,25 @@ demo: install  ## pack the synthetic demo set, run the CASS vs supervised grid o
 
 # The paper's grid (DINO vs CASS vs supervised × both arms × 5 seeds) on SLURM, one job per cell on
 # an RTX8000-class node, every dataset at the label fractions the paper reports for it (no 1 % for
-# autoimmune and Dermofit). Each dataset's grid is submitted as a DAG and the target returns;
-# `make benchmark` again submits only what is not done. Pack the data first (conf/dataset/<name>.yaml says how).
+# autoimmune and Dermofit), every net from ImageNet as in the paper (`make weights` first, on a
+# machine with internet; BENCH_INIT=random for random init, BENCH_INIT=random,imagenet for both).
+# Each dataset's grid is submitted as a DAG and the target returns; `make benchmark` again submits
+# only what is not done. Pack the data first (conf/dataset/<name>.yaml says how).
 BENCH_DATASETS ?= autoimmune:0.1,1.0 dermofit:0.1,1.0 brain_mri:0.01,0.1,1.0 isic2019:0.01,0.1,1.0
 BENCH_LAUNCHER ?= rtx8000
-benchmark: install  ## the paper grid on SLURM (set CASS_SLURM_PARTITION, CASS_SLURM_ACCOUNT; data in data/<name>)
+BENCH_INIT ?= imagenet
+benchmark: install  ## the paper grid on SLURM from ImageNet weights (make weights first; set CASS_SLURM_PARTITION, CASS_SLURM_ACCOUNT; data in data/<name>)
 	@set -u; stamp=$$(date +%Y-%m-%d_%H-%M-%S); \
 	for d in $(BENCH_DATASETS); do \
-	  $(PY) -m cass_hpc.run --multirun experiment=paper model=paper_pair dataset=$${d%%:*} \
-	    label_fraction=$${d#*:} hydra/launcher=$(BENCH_LAUNCHER) runs_dir=$(RUNS) \
+	  $(PY) -m cass_hpc.run --multirun experiment=paper model=paper_pair init=$(BENCH_INIT) \
+	    dataset=$${d%%:*} label_fraction=$${d#*:} hydra/launcher=$(BENCH_LAUNCHER) runs_dir=$(RUNS) \
 	    hydra.sweep.dir=$(RUNS)/paper/hydra/$$stamp-$${d%%:*} || exit 1; \
 	done; \
 	echo "queued; follow: $(PY) -m cass_hpc.status $(RUNS)/paper (tables: $(RUNS)/paper/summary)"
+
+weights: install  ## fetch the paper pair's ImageNet weights into the HF cache (login node, online), then verify
+	$(PY) -m cass_hpc.weights fetch experiment=paper model=paper_pair init=imagenet
+	$(PY) -m cass_hpc.weights verify experiment=paper model=paper_pair init=imagenet
 
 benchmark-local: install  ## the same grid shrunk (synthetic data, 2 seeds, tiny budget) on a local SLURM
 	slurm/cluster.sh up $(SLURM_STATE)

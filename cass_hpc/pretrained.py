@@ -146,8 +146,8 @@ def starting_weights(arm: str, spec: ArmSpec) -> StartingWeights:
         raise ValueError(
             f"init=imagenet: the {arm} arm's weights ({tag}) are not in the Hugging Face cache "
             f"{hub_cache()} (HF_HUB_CACHE / HF_HOME); jobs never download: on a machine with "
-            f"internet run `{fetch_command(tag)}` (or `python -m cass_hpc.weights fetch` with "
-            f"this grid's overrides), with the same HF_HOME"
+            f"internet and the same HF_HOME run: {fetch_command(tag)} (or weights fetch with this "
+            f"grid's overrides)"
         )
     return StartingWeights("imagenet", f"imagenet:{tag}", found, sha256(found))
 

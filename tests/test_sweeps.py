@@ -6,14 +6,14 @@ the cluster. Seeds and label fractions are pinned to one value each; every other
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
-import torch
 from conftest import REPO, run_module
+from hub_fixtures import DEMO_TAGS, write_cached_weights
 from hydra import compose, initialize_config_dir
 
-from cass_hpc.models import ArmSpec, build_arm
 from cass_hpc.run import spec_from_config
 
 EXPERIMENTS = sorted(p.stem for p in (REPO / "conf" / "experiment").glob("*.yaml"))
@@ -30,15 +30,12 @@ TINY = [
 ]
 
 
-def local_weights(tmp_path: Path) -> list[str]:
-    """Local weight files for the demo pair, for experiments that start from weights."""
-    paths = []
-    for arm, spec in (("cnn", ArmSpec("resnet10t")),
-                      ("vit", ArmSpec("vit_tiny_patch16_224", {"img_size": 32}))):  # fmt: skip
-        path = tmp_path / f"{arm}.pth"
-        torch.save(build_arm(spec, num_classes=1000).net.state_dict(), path)
-        paths.append(f"weights.{arm}={path}")
-    return paths
+def hub_cache(tmp_path: Path) -> dict[str, str]:
+    """A Hugging Face cache with the demo pair's ImageNet tags (random weights, real files), for
+    experiments that start from ImageNet (ablation_init): the environment that points there."""
+    for tag in DEMO_TAGS.values():
+        write_cached_weights(tmp_path / "hub", tag)
+    return {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub")}
 
 
 def test_every_experiment_is_covered() -> None:
@@ -62,10 +59,10 @@ SLOW = {"ablation_pairs", "ablation_augment", "ablation_head", "ablation_init", 
 def test_experiment_grid_runs_at_a_tiny_budget(
     experiment: str, tiny_dataset: Path, tmp_path: Path
 ) -> None:
-    extra = local_weights(tmp_path) if experiment == "ablation_init" else []
+    env = hub_cache(tmp_path) if experiment == "ablation_init" else None
     proc = run_module(
         "cass_hpc.run", "-m", f"experiment={experiment}", f"runs_dir={tmp_path / 'runs'}",
-        f"dataset.path={tiny_dataset}", *TINY, *extra,
+        f"dataset.path={tiny_dataset}", *TINY, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     results = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("results.json")]
@@ -86,7 +83,7 @@ def test_every_experiment_composes_into_a_valid_cell() -> None:
     """The default suite's cover for the grids it does not run (make test-slow runs them, and
     ``python -m cass_hpc.run -m`` checks every swept value before it starts): each experiment
     composes and passes the config checks (types, ranges, arms)."""
-    weights = ["weights.cnn=/w/cnn.pth", "weights.vit=/w/vit.pth"]  # ablation_init's init=local
+    weights = ["weights.cnn=/w/cnn.pth", "weights.vit=/w/vit.pth"]  # init=imagenet's own files
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         for experiment in sorted(set(EXPERIMENTS) - ELSEWHERE):
             spec = spec_from_config(compose("config", [f"experiment={experiment}", *weights]))

@@ -53,9 +53,9 @@ ABLATIONS: dict[str, Ablation] = {
     "pretrain.optimizer": Ablation("Optimiser", "App. C.4", "adam", ("adam", "sgd", "adamw")),
     "init": Ablation(
         "Initialisation",
-        "App. D.4, Table 20 (local = ImageNet files)",
-        "local",
-        ("random", "local"),
+        "App. D.4, Table 20",
+        "imagenet",
+        ("random", "imagenet", "local"),
     ),
     "method.params.head_activation": Ablation(
         "Activation before the loss", "App. D.5, Table 21", "none", ("none", "sigmoid", "softmax")

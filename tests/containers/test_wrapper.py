@@ -99,10 +99,26 @@ def test_a_job_sees_its_slurm_job_in_the_image_and_nothing_else_of_the_host(
     assert {k: seen["env"].get(k) for k in SLURM_JOB} == SLURM_JOB
     assert seen["env"]["PYTHONPATH"] == str(REPO)  # the checkout's code, not the host's path
     assert not {"LD_LIBRARY_PATH", "HOST_SECRET"} & set(seen["env"])
+    assert seen["env"]["HF_HUB_OFFLINE"] == "1"  # the hub is off in every job in the image
     args = Path(node["FAKE_APPTAINER_ARGS"]).read_text().splitlines()
     binds = f"{REPO},{tmp / 'work'},{tmp / 'data'},{tmp / 'tmp'}"  # work/sub is inside work
     assert args[:7] == ["exec", "--nv", "--cleanenv", "--bind", binds, "--pwd", str(tmp / "work")]
     assert args[7:10] == [str(tmp / "cass.sif"), "python", "-c"]
+
+
+def test_a_job_in_the_image_reads_the_hosts_hugging_face_cache_offline(
+    node: dict[str, str],
+) -> None:
+    tmp = Path(node["HOME"])
+    (tmp / "hf").mkdir()
+    node = {**node, "HF_HOME": str(tmp / "hf"), "HF_HUB_OFFLINE": "0"}
+    code = "import json, os; print(json.dumps(dict(os.environ)))"
+    proc = in_image(node, code)
+    assert proc.returncode == 0, proc.stderr
+    seen = json.loads(proc.stdout)
+    assert seen["HF_HOME"] == str(tmp / "hf") and seen["HF_HUB_OFFLINE"] == "1"
+    args = Path(node["FAKE_APPTAINER_ARGS"]).read_text().splitlines()
+    assert str(tmp / "hf") in args[4].split(","), args[4]  # bound at the same path
 
 
 def test_a_requeue_asked_for_inside_the_image_is_run_on_the_node_after_python_exits(
