@@ -55,7 +55,7 @@ class PretrainConfig:
     collapse_epochs: int = 2  # consecutive collapsed epochs before collapse_action
     collapse_action: str = "warn"  # warn (record + loud log) | stop (fail the job)
     keep_checkpoint: bool = False  # keep checkpoint.pt once done (it holds optimiser state: GBs)
-    knn_every: int = 1  # score the k-NN health monitor every N epochs (and the last); 0 = off
+    knn_every: int = 1  # k-NN health monitor: epoch 0, every N epochs, the last; 0 = off
     knn_k: int = 20  # neighbours of the monitor's k-NN classifier (DINO: 20)
     keep: str = "last"  # last (paper: the last epoch's, SWA-averaged, weights) | best_knn (ours)
     # The released notebooks' behaviour: no zero_grad (gradients accumulate), SWA never applied,
