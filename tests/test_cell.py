@@ -118,8 +118,9 @@ def test_a_cell_keeps_its_weights_and_probabilities_which_reproduce_its_test_met
     score = KnnMonitor.score
 
     def watched(self, arms, accelerator):  # type: ignore[no-untyped-def]
-        looked.update({a: {k: v.clone() for k, v in arm.net.state_dict().items()}
-                       for a, arm in arms.items()})  # fmt: skip
+        looked.update(
+            {a: {k: v.clone() for k, v in arm.net.state_dict().items()} for a, arm in arms.items()}
+        )
         return score(self, arms, accelerator)
 
     monkeypatch.setattr(KnnMonitor, "score", watched)

@@ -357,8 +357,9 @@ def knn_records(dino_cnn: tuple[float, float]) -> list[dict[str, object]]:
     for seed, noise in enumerate((-0.01, 0.0, 0.01)):
         scores = {"cnn": [dino_cnn[0] + noise, 0.6, dino_cnn[1] + noise]}
         block = pretrain(f"d{seed}", 60.0, "dino", knn=scores, knn_from=0)
-        records.append(result(f"dino{seed}", method="dino", seed=seed, dataset="digits",
-                              pretrain=block))  # fmt: skip
+        records.append(
+            result(f"dino{seed}", method="dino", seed=seed, dataset="digits", pretrain=block)
+        )
     for seed in (0, 1):
         block = pretrain(f"c{seed}", 60.0, knn={"cnn": [0.3, 0.5], "vit": [0.3, 0.4]}, knn_from=0)
         records.append(result(f"cass{seed}", seed=seed, dataset="digits", pretrain=block))

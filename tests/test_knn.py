@@ -129,8 +129,14 @@ class StartScoresBest(KnnMonitor):
 def test_keep_best_knn_never_hands_over_the_starting_weights(tmp_path: Path) -> None:
     """Epoch 0 is the yardstick, not a candidate: keep=best_knn behaves as before it existed."""
     cfg = replace(CFG, epochs=1, keep="best_knn")
-    result = pretrain(tiny_cass(), data(16, 0), cfg, tmp_path, Accelerator(cpu=True),
-                      StartScoresBest(data(24, 1), k=5))  # fmt: skip
+    result = pretrain(
+        tiny_cass(),
+        data(16, 0),
+        cfg,
+        tmp_path,
+        Accelerator(cpu=True),
+        StartScoresBest(data(24, 1), k=5),
+    )
     assert result.knn == {"cnn": [2.0, result.knn["cnn"][1]], "vit": [2.0, result.knn["vit"][1]]}
     assert set(result.kept.values()) <= {"last", "epoch 1"} and max(result.knn_final.values()) <= 1
 
@@ -154,8 +160,9 @@ def test_epoch_0_scores_the_starting_weights_before_any_optimiser_step(tmp_path:
     method = tiny_cass()
     start = {a: weights(arm) for a, arm in method.arms.items()}
     monitor = FirstLook(data(24, 1), k=5)
-    result = pretrain(method, data(16, 0), replace(CFG, epochs=1), tmp_path,
-                      Accelerator(cpu=True), monitor)  # fmt: skip
+    result = pretrain(
+        method, data(16, 0), replace(CFG, epochs=1), tmp_path, Accelerator(cpu=True), monitor
+    )
     assert result.knn_epochs == [0, 1] and all(len(v) == 2 for v in result.knn.values())
     assert monitor.first is not None and set(monitor.first) == set(start) == {"cnn", "vit"}
     for arm, before in start.items():
@@ -166,10 +173,22 @@ def test_epoch_0_scores_the_starting_weights_before_any_optimiser_step(tmp_path:
 
 def test_a_resumed_pretraining_does_not_score_epoch_0_again(tmp_path: Path) -> None:
     cfg = replace(CFG, keep_checkpoint=True)
-    first = pretrain(tiny_cass(), data(16, 0), replace(cfg, epochs=2), tmp_path,
-                     Accelerator(cpu=True), KnnMonitor(data(24, 1), k=5))  # fmt: skip
-    resumed = pretrain(tiny_cass(seed=5), data(16, 0), cfg, tmp_path, Accelerator(cpu=True),
-                       KnnMonitor(data(24, 1), k=5))  # fmt: skip
+    first = pretrain(
+        tiny_cass(),
+        data(16, 0),
+        replace(cfg, epochs=2),
+        tmp_path,
+        Accelerator(cpu=True),
+        KnnMonitor(data(24, 1), k=5),
+    )
+    resumed = pretrain(
+        tiny_cass(seed=5),
+        data(16, 0),
+        cfg,
+        tmp_path,
+        Accelerator(cpu=True),
+        KnnMonitor(data(24, 1), k=5),
+    )
     assert resumed.knn_epochs == [0, 1, 2, 3]  # epochs 0-2 from the checkpoint, 3 scored now
     assert {a: v[:3] for a, v in resumed.knn.items()} == first.knn
 

@@ -26,9 +26,10 @@ from cass_hpc.report.format import ARM_LABELS, MISSING
 ARMS = ("cnn", "vit")
 # per arm: the mean epoch-0 score, the mean end score of the same runs, and their seeds
 START_COLUMNS = tuple(
-    f"knn_{what}_{arm}_{stat}" for arm in ARMS
+    f"knn_{what}_{arm}_{stat}"
+    for arm in ARMS
     for what, stat in (("start", "mean"), ("end", "mean"), ("start", "seeds"))
-)  # fmt: skip
+)
 
 
 def start_end(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
