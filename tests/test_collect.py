@@ -11,7 +11,7 @@ from collect_fixtures import pretrain, result, write_tree
 
 from cass_hpc.collect import main
 from cass_hpc.report import format as fmt
-from cass_hpc.report import plots, settings, tables, timing
+from cass_hpc.report import knn_start, plots, settings, tables, timing
 from cass_hpc.report import records as rec
 
 CNN = "CASS · CNN (resnet18)"
@@ -403,7 +403,14 @@ def test_pretraining_that_ends_at_or_above_its_knn_start_prints_no_line(
     write_tree(tmp_path, knn_records((0.55, 0.55)))
     assert main([str(tmp_path), "--no-plots"]) == 0
     assert "features worse" not in capsys.readouterr().out
-    assert "features worse" not in (tmp_path / "summary" / "pretrain_time.md").read_text()
+    table = (tmp_path / "summary" / "pretrain_time.md").read_text()
+    assert "features worse" not in table and "| 0.55 → 0.55 |" in table
+
+
+def test_a_drop_below_two_decimals_is_printed_with_three() -> None:
+    assert knn_start._pair(0.554, 0.551) == "0.554 → 0.551"
+    assert knn_start._pair(0.62, 0.55) == "0.62 → 0.55"
+    assert knn_start._pair(0.5, 0.5) == "0.50 → 0.50"  # equal: no third decimal
 
 
 def test_synthetic_results_are_marked_in_the_title(tmp_path: Path) -> None:

@@ -48,9 +48,9 @@ def start_end(runs: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
 
 
 def _pair(start: float, end: float) -> str:
-    """Two decimals, three where two would print a drop as equal."""
-    text = f"{start:.2f} → {end:.2f}"
-    return text if f"{start:.2f}" != f"{end:.2f}" else f"{start:.3f} → {end:.3f}"
+    """Two decimals, three where two would print two different scores as equal."""
+    digits = 3 if start != end and f"{start:.2f}" == f"{end:.2f}" else 2
+    return f"{start:.{digits}f} → {end:.{digits}f}"
 
 
 def format_start_end(item: Any, arm: str) -> str:
