@@ -32,7 +32,7 @@ from cass_hpc.data.transforms import eval_transform, paper_augmentation
 from cass_hpc.device import make_accelerator
 from cass_hpc.finetune import FinetuneConfig, finetune
 from cass_hpc.jobstate import is_done
-from cass_hpc.knn import KnnMonitor
+from cass_hpc.knn import start_scores, validation_monitor
 from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.models import ArmSpec, arm_identity, build_arm
 from cass_hpc.pretrain import PretrainConfig, pretrain
@@ -219,15 +219,7 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
     knn = None
     if spec.pretrain.knn_every:  # the health monitor sees the validation split, unaugmented
         val = split_dataset(manifest, "val", eval_transform(spec.image_size), spec.split_seed)
-        try:
-            knn = KnnMonitor(make_loader(val, 64, train=False, seed=spec.seed, workers=0),
-                             spec.pretrain.knn_k)  # fmt: skip
-        except ValueError as why:  # too few validation images; keep=best_knn is then refused
-            log.warning("the k-NN monitor is off: %s", why)
-        if knn is not None and knn.left_out:
-            names = [manifest.classes[c] for c in knn.left_out]
-            why = "one validation image each (leave-one-out needs 2)"
-            log.warning("the k-NN monitor leaves out class(es) %s: %s", names, why)
+        knn = validation_monitor(val, spec.seed, spec.pretrain.knn_k, manifest.classes)
     log.info("pretraining %s on %d images -> %s", spec.method, len(data), out_dir)
     nets = {
         "method": spec.method, "dataset": manifest.name, "seed": spec.seed,
@@ -335,6 +327,9 @@ def _run(
     train = split_dataset(manifest, "train", paper_augmentation(size), split_seed, indices)
     val = split_dataset(manifest, "val", eval_transform(size), split_seed)
     test = split_dataset(manifest, "test", eval_transform(size), split_seed)
+    knn_start = None  # a pretrained cell's start is its pretraining's k-NN at epoch 0
+    if spec.pretrain is None:  # the k-NN of the very weights fine-tuning starts from
+        knn_start = start_scores(val, {spec.arm: net}, accelerator, spec.seed, manifest.classes)
     cfg, workers = spec.finetune, spec.finetune.num_workers
     seed = mix_seed(spec.seed, 1)  # fine-tuning's own augmentation and order draws
     log.info(
@@ -382,6 +377,9 @@ def _run(
         "per_class": result.per_class,
         "finetune": result.record(),
         "pretrain": pretrain_record,
+        # no pretraining (supervised): {arm: k-NN score of the weights fine-tuning started from,
+        # "chance": 1 / classes}; null for a pretrained cell (see pretrain.knn at epoch 0)
+        "knn_start": knn_start,
         "warnings": warnings,
         "precision": accelerator.mixed_precision,
         "device": str(accelerator.device),

@@ -16,7 +16,9 @@ then prints and writes, per (experiment, dataset):
 - ours beside the paper's values for the paper's datasets, with the difference;
 - paper Table 1 (cumulative pretraining time, DINO CNN + ViT vs CASS, ratio) and the gains of
   App. G.0.3 per label fraction (CASS vs DINO, CASS vs supervised);
-- the detailed pretraining-time table and COLLAPSE lines; PNG plots.
+- the detailed pretraining-time table with each net's k-NN score start → end (the starting
+  weights, then those handed to fine-tuning), COLLAPSE lines, a line per net whose pretraining
+  ended below its start; PNG plots.
 
 Files (written atomically) in ``RUNDIR/summary`` (the first RUNDIR) or ``--out``: results.md,
 results.tex (booktabs), results.csv (long form, every metric), pretrain_time.md/.csv,
@@ -155,6 +157,8 @@ def collect(
                 say(note)
     for line in report.collapse:
         say(line, style="bold red")
+    for line in report.worse_than_start:
+        say(line, style="bold yellow")
     skipped = len(paths) - len(loaded)
     say(f"collected {len(frame)} cell result(s) from {len(paths)} results.json ({skipped} skipped)")
     for note in notes + arm_notes + report.notes:
@@ -166,9 +170,10 @@ def _write(
     report: Report, out: Path, warn: Callable[[str], None], extra: dict[str, str]
 ) -> list[Path]:
     """Every file of the report, atomically; plots last (a failing plot is warned about)."""
-    collapse = [f"**{line}**" for line in report.collapse]
+    collapse = [f"**{line}**" for line in report.collapse + report.worse_than_start]
     results = [render.to_markdown(t) for t in report.tables("results")] + collapse
-    pretrain = [render.to_markdown(t) for t in report.tables("pretrain")]
+    worse = [f"**{line}**\n" for line in report.worse_than_start]
+    pretrain = [render.to_markdown(t) for t in report.tables("pretrain")] + worse
     written = {
         out / "results.md": "\n".join(results) + "\n",
         out / "results.tex": "\n".join(render.to_latex(t) for t in report.tables("results")),

@@ -16,27 +16,36 @@ L2-normalised. Cosines are compared at half precision's resolution, so a net who
 point one way (a collapsed CASS ViT: every pairwise cosine above 0.9997 on the demo) scores at
 chance rather than on the rounding noise of its features (:func:`knn_score`).
 
+It also scores the starting weights: a pretraining's epoch 0 (``pretrain.py``), and for a cell
+without pretraining (supervised) the weights fine-tuning starts from (``cell.py``). Pretraining
+that ends below that yardstick made the features worse.
+
 Usage::
 
     monitor = KnnMonitor(val_loader, k=20)
     scores = monitor.score(arms, accelerator)   # {"cnn": 0.61, "vit": 0.27}
+    monitor = validation_monitor(val_dataset, seed=0)   # or None, with a warning: too few images
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
+from cass_hpc.data.loader import make_loader
 from cass_hpc.models import Arm
 
+log = logging.getLogger(__name__)
 KEEP = ("last", "best_knn")
+DEFAULT_K = 20  # neighbours (DINO's k-NN; pretrain.knn_k's default)
 RESOLUTION = 1e-3  # cosines closer than this are equal (half precision near 1: 2^-10)
 
 
@@ -116,7 +125,7 @@ def _balanced(truth: np.ndarray, predicted: np.ndarray, classes: int) -> float:
 class KnnMonitor:
     """Scores each arm's features on one labelled loader (the validation split, no augmentation)."""
 
-    def __init__(self, loader: DataLoader, k: int = 20, temperature: float = 0.07) -> None:
+    def __init__(self, loader: DataLoader, k: int = DEFAULT_K, temperature: float = 0.07) -> None:
         if k < 1:
             raise ValueError(f"pretrain.knn_k must be >= 1, got {k}")
         self.loader, self.k, self.temperature = loader, k, temperature
@@ -176,3 +185,41 @@ class KnnMonitor:
                 features = features[torch.as_tensor(self.index)]
             scores[name] = knn_score(features, self.labels, self.k, self.temperature)
         return scores
+
+
+def validation_monitor(
+    val: Dataset, seed: int, k: int = DEFAULT_K, class_names: Sequence[str] = ()
+) -> KnnMonitor | None:
+    """The monitor on the validation split ``val`` (unaugmented), read in order 64 images at a
+    time; None, with a warning, when the split has too few images to score (keep=best_knn is
+    then refused by ``pretrain``). Classes with one validation image are left out, with a
+    warning naming them (``class_names``: the manifest's, by index)."""
+    try:
+        monitor = KnnMonitor(make_loader(val, 64, train=False, seed=seed, workers=0), k)
+    except ValueError as why:
+        log.warning("the k-NN monitor is off: %s", why)
+        return None
+    if monitor.left_out:
+        names = [class_names[c] if c < len(class_names) else str(c) for c in monitor.left_out]
+        why = "one validation image each (leave-one-out needs 2)"
+        log.warning("the k-NN monitor leaves out class(es) %s: %s", names, why)
+    return monitor
+
+
+def start_scores(
+    val: Dataset,
+    arms: Mapping[str, Arm],
+    accelerator: Accelerator,
+    seed: int,
+    class_names: Sequence[str] = (),
+) -> dict[str, float] | None:
+    """``{arm: score, ..., "chance": 1 / classes}`` of the weights ``arms`` hold now (moved to
+    the accelerator's device), on the validation split ``val`` with the default k: the
+    yardstick of a cell that fine-tunes without pretraining. None when the monitor is off."""
+    monitor = validation_monitor(val, seed, DEFAULT_K, class_names)
+    if monitor is None:
+        return None
+    moved = {name: arm.to(accelerator.device) for name, arm in arms.items()}
+    scores = {**monitor.score(moved, accelerator), "chance": monitor.chance}
+    log.info("k-NN of the starting weights: %s", scores)
+    return scores

@@ -55,7 +55,7 @@ class PretrainConfig:
     collapse_epochs: int = 2  # consecutive collapsed epochs before collapse_action
     collapse_action: str = "warn"  # warn (record + loud log) | stop (fail the job)
     keep_checkpoint: bool = False  # keep checkpoint.pt once done (it holds optimiser state: GBs)
-    knn_every: int = 1  # score the k-NN health monitor every N epochs (and the last); 0 = off
+    knn_every: int = 1  # k-NN health monitor: epoch 0, every N epochs, the last; 0 = off
     knn_k: int = 20  # neighbours of the monitor's k-NN classifier (DINO: 20)
     keep: str = "last"  # last (paper: the last epoch's, SWA-averaged, weights) | best_knn (ours)
     # The released notebooks' behaviour: no zero_grad (gradients accumulate), SWA never applied,
@@ -109,7 +109,7 @@ class PretrainResult:
     collapse_warnings: list[str] = field(default_factory=list)
     collapsed: dict[str, str] = field(default_factory=dict)  # arm -> its collapse warning
     # the k-NN health monitor (knn.py): validation-split balanced accuracy per arm
-    knn_epochs: list[int] = field(default_factory=list)  # the epochs scored
+    knn_epochs: list[int] = field(default_factory=list)  # epochs scored; 0 = the starting weights
     knn: dict[str, list[float]] = field(default_factory=dict)  # per arm, one per knn_epochs
     knn_chance: float | None = None  # the score of a net that learned nothing (1 / classes)
     knn_final: dict[str, float] = field(default_factory=dict)  # the weights handed to fine-tuning
@@ -135,9 +135,11 @@ def pretrain(
     """Run (or resume) pretraining in ``out_dir``; write ``<arm>.pt`` per trained net and
     ``pretrain.json``, and return the record.
 
-    ``knn`` (the validation split): every ``cfg.knn_every`` epochs each net is scored by the
-    k-NN health monitor; with ``cfg.keep="best_knn"`` each net hands to fine-tuning the weights
-    that scored best (an epoch's, or the final averaged ones), else the final ones (paper).
+    ``knn`` (the validation split): before the first step of a fresh run (epoch 0: the starting
+    weights, recorded as the yardstick) and every ``cfg.knn_every`` epochs each net is scored by
+    the k-NN health monitor; with ``cfg.keep="best_knn"`` each net hands to fine-tuning the
+    weights that scored best (an epoch's from 1 on, or the final averaged ones), else the final
+    ones (paper).
 
     A checkpoint is written atomically after every epoch, and at the next step boundary when
     SLURM sends SIGUSR2 (time limit, preemption; see ``preempt``); if ``out_dir/checkpoint.pt``
@@ -200,6 +202,10 @@ def pretrain(
 
     steps_per_epoch = len(loader)
     with preempt.guard():
+        if knn is not None and state is None:  # a resumed run's record already holds epoch 0
+            # epoch 0, the starting weights: the yardstick pretraining must beat. Recorded only,
+            # never a best_knn candidate, so the shipped recipes hand over what they did before.
+            _score_epoch(knn, method, 0, result, best, cfg, accelerator, candidate=False)
         for epoch in range(stage.start_epoch, cfg.epochs + 1):
             method.train()
             start_step = stage.epoch_steps_start()
@@ -299,8 +305,10 @@ def _score_epoch(
     best: dict[str, dict],
     cfg: PretrainConfig,
     accelerator: Accelerator,
+    candidate: bool = True,
 ) -> None:
-    """Score the k-NN monitor on each trained net; keep=best_knn: remember the best weights."""
+    """Score the k-NN monitor on each trained net; keep=best_knn: remember the best weights
+    (``candidate=False``: only record the score, as for epoch 0)."""
     t0 = time.perf_counter()
     nets = accelerator.unwrap_model(method).trained_arms()
     scores = knn.score(nets, accelerator)
@@ -308,7 +316,7 @@ def _score_epoch(
     result.knn_epochs.append(epoch)
     for a, value in scores.items():
         result.knn.setdefault(a, []).append(value)
-        if cfg.keep == "best_knn" and value > best.get(a, {}).get("score", -1.0):
+        if candidate and cfg.keep == "best_knn" and value > best.get(a, {}).get("score", -1.0):
             state = {k: v.detach().cpu().clone() for k, v in nets[a].net.state_dict().items()}
             best[a] = {"epoch": epoch, "score": value, "state": state}
     log.info(

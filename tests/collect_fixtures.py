@@ -79,15 +79,18 @@ def pretrain(
     knn: dict[str, list[float]] | None = None,
     knn_chance: float | None = 0.25,
     knn_s: float = 2.0,
+    knn_from: int = 1,
 ) -> dict:
-    """The pretrain block of a record; with ``knn`` (per arm, one score per epoch from 1) also
-    the k-NN monitor's fields, the last epoch's weights kept. Without it, an old record's block."""
+    """The pretrain block of a record; with ``knn`` (per arm, one score per epoch from
+    ``knn_from``: 0 = the starting weights, as records make since they are scored; 1 = a record
+    from before) also the k-NN monitor's fields, the last epoch's weights kept. Without it, an
+    old record's block."""
     block = {"key": key, "method": method, "wall_s": wall_s, "epochs": 1,
              "images_per_s": images_per_s, "loss": [1.0], "spread": {}}  # fmt: skip
     if knn is not None:
         epochs = max(map(len, knn.values()), default=0)
         block |= {
-            "knn_epochs": list(range(1, epochs + 1)),
+            "knn_epochs": list(range(knn_from, knn_from + epochs)),
             "knn": knn,
             "knn_chance": knn_chance,
             "knn_final": {arm: scores[-1] for arm, scores in knn.items()},

@@ -12,12 +12,16 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
+from accelerate.utils import set_seed
 from conftest import REPO, run_module
 
 from cass_hpc.cell import CellSpec, run_cell
 from cass_hpc.finetune import FinetuneConfig
+from cass_hpc.knn import KnnMonitor
 from cass_hpc.models import ArmSpec
+from preprocess.__main__ import main as preprocess_main
 
 
 def _supervised_cell(tmp_path: Path, data: Path, label_fraction: float) -> CellSpec:
@@ -41,6 +45,7 @@ def test_a_label_fraction_raised_to_one_image_per_class_is_in_results_warnings(
     notices = [w for w in record["warnings"] if w.startswith("label_fraction=0.01 ")]
     assert len(notices) == 1 and "images per class used 1, 1, 1, 1" in notices[0], record
     assert record["finetune"]["n_train"] == 4
+    assert record["knn_start"] is None  # one validation image per class: the monitor is off
 
 
 TINY_CASS = ["image_size=32", "method=cass", "arm=cnn", "seed=0", "threads=1",
@@ -87,8 +92,18 @@ def test_ctrl_c_records_the_cell_interrupted_in_one_line_and_a_rerun_resumes(
     assert json.loads(pretrain_state.read_text())["state"] == "done"
 
 
+@pytest.fixture(scope="module")
+def two_val_per_class(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tiny_dataset's 4 classes × 20 images (0.1 s to pack): 2 validation images per class, the
+    fewest the k-NN monitor's leave-one-out scores (tiny_dataset has 1: the monitor is off)."""
+    out = tmp_path_factory.mktemp("data") / "two_val"
+    args = ["synthetic", "shapes", str(out), "--per-class", "20", "--image-size", "32"]
+    assert preprocess_main([*args, "--workers", "1"]) == 0
+    return out
+
+
 def test_a_cell_keeps_its_weights_and_probabilities_which_reproduce_its_test_metrics(
-    tiny_dataset: Path, tmp_path: Path
+    two_val_per_class: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import numpy as np
     import timm
@@ -99,10 +114,26 @@ def test_a_cell_keeps_its_weights_and_probabilities_which_reproduce_its_test_met
     from cass_hpc.metrics import classification_metrics
     from cass_hpc.models import build_arm
 
-    record = run_cell(_supervised_cell(tmp_path, tiny_dataset, 1.0))
+    looked: dict[str, dict[str, torch.Tensor]] = {}  # the weights the k-NN monitor scored
+    score = KnnMonitor.score
+
+    def watched(self, arms, accelerator):  # type: ignore[no-untyped-def]
+        looked.update(
+            {a: {k: v.clone() for k, v in arm.net.state_dict().items()} for a, arm in arms.items()}
+        )
+        return score(self, arms, accelerator)
+
+    monkeypatch.setattr(KnnMonitor, "score", watched)
+    record = run_cell(_supervised_cell(tmp_path, two_val_per_class, 1.0))
     cell = next((tmp_path / "runs").rglob("results.json")).parent
+    # no pretraining: the yardstick is the k-NN of the very weights fine-tuning started from
+    set_seed(0)
+    start = build_arm(ArmSpec("resnet10t"), num_classes=4).net.state_dict()
+    assert set(looked) == {"cnn"} and all(torch.equal(start[k], looked["cnn"][k]) for k in start)
+    assert set(record["knn_start"]) == {"cnn", "chance"} and record["knn_start"]["chance"] == 0.25
+    assert 0 <= record["knn_start"]["cnn"] <= 1 and record["pretrain"] is None
     assert record["files"] == {"weights": "model.pt", "predictions": "predictions.npz"}
-    assert record["dataset_path"] == str(tiny_dataset.resolve()) and record["image_size"] == 32
+    assert record["dataset_path"] == str(two_val_per_class.resolve()) and record["image_size"] == 32
     assert set(record["val_metrics"]) == set(record["metrics"]) >= {"auroc", "macro_f1", "loss"}
     per_class = record["per_class"]
     assert per_class["names"] == record["classes"] and sum(per_class["support"]) == len(
@@ -118,7 +149,7 @@ def test_a_cell_keeps_its_weights_and_probabilities_which_reproduce_its_test_met
         ArmSpec(record["backbone"], record["backbone_kwargs"], str(cell / "model.pt")),
         num_classes=4,
     ).eval()
-    test = ShardDataset(read_manifest(tiny_dataset), "test", eval_transform(32))
+    test = ShardDataset(read_manifest(two_val_per_class), "test", eval_transform(32))
     with torch.no_grad():
         logits = arm(torch.stack([test[i][0] for i in range(len(test))]))
     saved = np.load(cell / "predictions.npz")

@@ -11,7 +11,7 @@ from collect_fixtures import pretrain, result, write_tree
 
 from cass_hpc.collect import main
 from cass_hpc.report import format as fmt
-from cass_hpc.report import plots, settings, tables, timing
+from cass_hpc.report import knn_start, plots, settings, tables, timing
 from cass_hpc.report import records as rec
 
 CNN = "CASS · CNN (resnet18)"
@@ -341,9 +341,76 @@ def test_pretrain_table_shows_each_nets_mean_final_knn_with_chance_and_monitor_t
     assert table.loc["CASS+", "k-NN CNN / ViT (chance)"] == "—"
     assert table.loc["CASS+", "Monitor s"] == "—"
     assert timing.format_knn(0.5, None, None) == "0.50 / —"  # chance unknown: left out
+    # records from before epoch 0 was scored: no start, the end as in the column before
+    assert table.loc["CASS", "k-NN CNN start → end"] == "— → 0.52"
+    assert table.loc["DINO", "k-NN ViT start → end"] == "—"
     assert list(table.columns) == [
-        "Final loss", "Final spread CNN / ViT", "k-NN CNN / ViT (chance)", "Monitor s"
+        "Final loss", "Final spread CNN / ViT", "k-NN CNN / ViT (chance)", "Monitor s",
+        "k-NN CNN start → end", "k-NN ViT start → end",
     ]  # fmt: skip
+
+
+def knn_records(dino_cnn: tuple[float, float]) -> list[dict[str, object]]:
+    """digits: DINO·CNN over 3 seeds from ``dino_cnn`` = (start, end) with a little noise, CASS
+    (both nets better than their start) over 2 seeds, and a CASS+ run from before epoch 0."""
+    records = []
+    for seed, noise in enumerate((-0.01, 0.0, 0.01)):
+        scores = {"cnn": [dino_cnn[0] + noise, 0.6, dino_cnn[1] + noise]}
+        block = pretrain(f"d{seed}", 60.0, "dino", knn=scores, knn_from=0)
+        records.append(
+            result(f"dino{seed}", method="dino", seed=seed, dataset="digits", pretrain=block)
+        )
+    for seed in (0, 1):
+        block = pretrain(f"c{seed}", 60.0, knn={"cnn": [0.3, 0.5], "vit": [0.3, 0.4]}, knn_from=0)
+        records.append(result(f"cass{seed}", seed=seed, dataset="digits", pretrain=block))
+    old = pretrain("p", 60.0, "cass_plus", knn={"cnn": [0.6, 0.2]})  # epochs 1, 2: no start
+    records.append(result("plus", method="cass_plus", dataset="digits", pretrain=old))
+    return records
+
+
+def test_the_knn_start_is_epoch_0_and_absent_from_a_record_before_it() -> None:
+    new = rec.parse_record(knn_records((0.62, 0.55))[0])
+    assert new["pretrain_knn_start_cnn"] == pytest.approx(0.61)
+    assert new["pretrain_knn_start_vit"] is None  # DINO's run trained one net
+    old = rec.parse_record(knn_records((0.62, 0.55))[-1])
+    assert old["pretrain_knn_start_cnn"] is None and old["pretrain_knn_final_cnn"] == 0.2
+
+
+def test_pretraining_that_ends_below_its_knn_start_is_called_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_tree(tmp_path, knn_records((0.62, 0.55)))
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    line = "pretraining made the CNN's features worse: 0.62 → 0.55 (k-NN, dino on digits, 3 seeds)"
+    out = capsys.readouterr().out
+    assert line in out and out.count("features worse") == 1  # not CASS, nor CASS+'s old record
+    summary = tmp_path / "summary"
+    assert line in (summary / "pretrain_time.md").read_text()
+    assert line in (summary / "results.md").read_text()
+    table = (summary / "pretrain_time.md").read_text()
+    assert "k-NN CNN start → end" in table and "| 0.62 → 0.55 |" in table
+    assert "| 0.30 → 0.50 | 0.30 → 0.40 |" in table and "| — → 0.20 | — |" in table
+    frame = pd.read_csv(summary / "pretrain_time.csv").set_index("method")
+    assert frame.loc["dino", "knn_start_cnn_mean"] == pytest.approx(0.62)
+    assert frame.loc["dino", "knn_end_cnn_mean"] == pytest.approx(0.55)
+    assert frame.loc["dino", "knn_start_cnn_seeds"] == 3
+    assert pd.isna(frame.loc["cass_plus", "knn_start_cnn_mean"])
+
+
+def test_pretraining_that_ends_at_or_above_its_knn_start_prints_no_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_tree(tmp_path, knn_records((0.55, 0.55)))
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    assert "features worse" not in capsys.readouterr().out
+    table = (tmp_path / "summary" / "pretrain_time.md").read_text()
+    assert "features worse" not in table and "| 0.55 → 0.55 |" in table
+
+
+def test_a_drop_below_two_decimals_is_printed_with_three() -> None:
+    assert knn_start._pair(0.554, 0.551) == "0.554 → 0.551"
+    assert knn_start._pair(0.62, 0.55) == "0.62 → 0.55"
+    assert knn_start._pair(0.5, 0.5) == "0.50 → 0.50"  # equal: no third decimal
 
 
 def test_synthetic_results_are_marked_in_the_title(tmp_path: Path) -> None:

@@ -73,6 +73,23 @@ def test_pretrain_curves_draw_each_nets_knn_per_scored_epoch_with_a_dotted_chanc
     assert chance.get_linestyle() == ":" and list(chance.get_ydata()) == [0.25, 0.25]
 
 
+def test_pretrain_curves_start_each_knn_line_at_epoch_0_the_starting_weights(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = [r for r in grid_with_curves() if r["pretrain"] and r["label_fraction"] == 0.1]
+    for record in records:  # CASS seed 0 scored its starting weights; seed 1 is an older record
+        if record["method"] == "cass" and record["seed"] == 0:
+            knn = {"cnn": [0.2, 0.3, 0.6], "vit": [0.25, 0.3, 0.4]}
+            record["pretrain"] |= {"knn_epochs": [0, 1, 3], "knn": knn}
+    knn_axes = pretrain_figure(records, monkeypatch).axes[2]
+    curves = {line.get_label(): line for line in knn_axes.lines}
+    assert list(curves["CASS s0 cnn"].get_xdata()) == [0, 1, 3]
+    assert list(curves["CASS s0 cnn"].get_ydata()) == [0.2, 0.3, 0.6]
+    assert list(curves["CASS s1 vit"].get_xdata()) == [1, 3]  # before epoch 0: still drawn
+    assert knn_axes.get_xlim()[0] <= 0 < knn_axes.get_xlim()[1]
+    assert knn_axes.get_xlabel() == "pretraining epoch (0 = the starting weights)"
+
+
 def test_pretrain_curves_of_runs_before_the_knn_monitor_leave_the_knn_panel_empty(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -91,7 +91,7 @@ def test_pretraining_records_each_nets_score_per_epoch_and_method_cass_is_unchan
     watched = pretrain(tiny_cass(), data(16, 0), CFG, tmp_path / "on", accelerator,
                        KnnMonitor(data(24, 1), k=5))  # fmt: skip
     record = store.read_json(tmp_path / "on" / "pretrain.json")
-    assert record["knn_epochs"] == [1, 2, 3] and set(record["knn"]) == {"cnn", "vit"}
+    assert record["knn_epochs"] == [0, 1, 2, 3] and set(record["knn"]) == {"cnn", "vit"}
     assert record["knn_chance"] == 0.25 and set(record["knn_final"]) == {"cnn", "vit"}
     assert record["kept"] == {"cnn": "last", "vit": "last"} and record["knn_s"] > 0
     # the monitor only looks: the same losses and weights without it
@@ -108,11 +108,89 @@ def test_keep_best_knn_hands_over_the_best_scoring_weights(tmp_path: Path) -> No
     cfg = replace(CFG, keep="best_knn", lr=0.05)  # a high LR: later epochs may score worse
     result = pretrain(tiny_cass(), data(16, 0), cfg, tmp_path, Accelerator(cpu=True),
                       KnnMonitor(data(24, 1), k=5))  # fmt: skip
+    assert result.knn_epochs[0] == 0  # epoch 0 is recorded, never kept: the candidates follow
     for arm, scores in result.knn.items():
-        assert result.knn_final[arm] == max([*scores, result.knn_final[arm]])
+        assert result.knn_final[arm] == max([*scores[1:], result.knn_final[arm]])
         if result.kept[arm] != "last":
             epoch = int(result.kept[arm].split()[1])
             assert result.knn_final[arm] == scores[result.knn_epochs.index(epoch)]
+
+
+class StartScoresBest(KnnMonitor):
+    """The monitor, but its first look (epoch 0) scores 2.0, above any real score."""
+
+    looks = 0
+
+    def score(self, arms, accelerator):  # type: ignore[no-untyped-def]
+        self.looks += 1
+        return dict.fromkeys(arms, 2.0) if self.looks == 1 else super().score(arms, accelerator)
+
+
+def test_keep_best_knn_never_hands_over_the_starting_weights(tmp_path: Path) -> None:
+    """Epoch 0 is the yardstick, not a candidate: keep=best_knn behaves as before it existed."""
+    cfg = replace(CFG, epochs=1, keep="best_knn")
+    result = pretrain(
+        tiny_cass(),
+        data(16, 0),
+        cfg,
+        tmp_path,
+        Accelerator(cpu=True),
+        StartScoresBest(data(24, 1), k=5),
+    )
+    assert result.knn == {"cnn": [2.0, result.knn["cnn"][1]], "vit": [2.0, result.knn["vit"][1]]}
+    assert set(result.kept.values()) <= {"last", "epoch 1"} and max(result.knn_final.values()) <= 1
+
+
+def weights(arm: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in arm.net.state_dict().items()}
+
+
+class FirstLook(KnnMonitor):
+    """The monitor, keeping a copy of each net's weights as it first scores them."""
+
+    first: dict[str, dict[str, torch.Tensor]] | None = None
+
+    def score(self, arms, accelerator):  # type: ignore[no-untyped-def]
+        if self.first is None:
+            self.first = {a: weights(arm) for a, arm in arms.items()}
+        return super().score(arms, accelerator)
+
+
+def test_epoch_0_scores_the_starting_weights_before_any_optimiser_step(tmp_path: Path) -> None:
+    method = tiny_cass()
+    start = {a: weights(arm) for a, arm in method.arms.items()}
+    monitor = FirstLook(data(24, 1), k=5)
+    result = pretrain(
+        method, data(16, 0), replace(CFG, epochs=1), tmp_path, Accelerator(cpu=True), monitor
+    )
+    assert result.knn_epochs == [0, 1] and all(len(v) == 2 for v in result.knn.values())
+    assert monitor.first is not None and set(monitor.first) == set(start) == {"cnn", "vit"}
+    for arm, before in start.items():
+        assert all(torch.equal(before[k], monitor.first[arm][k]) for k in before), arm
+        after = weights(method.arms[arm])  # one epoch moved them: a later look would differ
+        assert any(not torch.equal(before[k], after[k]) for k in before), arm
+
+
+def test_a_resumed_pretraining_does_not_score_epoch_0_again(tmp_path: Path) -> None:
+    cfg = replace(CFG, keep_checkpoint=True)
+    first = pretrain(
+        tiny_cass(),
+        data(16, 0),
+        replace(cfg, epochs=2),
+        tmp_path,
+        Accelerator(cpu=True),
+        KnnMonitor(data(24, 1), k=5),
+    )
+    resumed = pretrain(
+        tiny_cass(seed=5),
+        data(16, 0),
+        cfg,
+        tmp_path,
+        Accelerator(cpu=True),
+        KnnMonitor(data(24, 1), k=5),
+    )
+    assert resumed.knn_epochs == [0, 1, 2, 3]  # epochs 0-2 from the checkpoint, 3 scored now
+    assert {a: v[:3] for a, v in resumed.knn.items()} == first.knn
 
 
 def test_keep_best_knn_without_the_monitor_is_refused(tmp_path: Path) -> None:
@@ -155,7 +233,8 @@ def test_monitor_falls_to_chance_when_cass_collapses_and_not_with_cass_plus(
     assert chance == 0.25
     collapsed, healthy = records["cass"]["knn"]["vit"], records["cass_plus"]["knn"]["vit"]
     assert collapsed[-2:] == [chance, chance] and records["cass"]["knn_final"]["vit"] == chance
-    assert min(healthy) > chance + 0.05 and records["cass_plus"]["knn_final"]["vit"] > chance
+    assert records["cass"]["knn_epochs"][0] == 0  # the random-init start, then epochs 1-5
+    assert min(healthy[1:]) > chance + 0.05 and records["cass_plus"]["knn_final"]["vit"] > chance
     pretrain_json = next((tmp_path / "runs" / "pretrain").glob("cass-cnn-vit-*/pretrain.json"))
     assert store.read_json(pretrain_json)["knn"]["vit"] == collapsed
 

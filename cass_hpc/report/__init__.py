@@ -13,6 +13,7 @@ One concept per module, all pure except :mod:`.plots` (files) and :mod:`.records
 - :mod:`.per_class` per-class test metrics (results.json ``per_class``) over replicates;
 - :mod:`.ablations` ablation tables in the layout of App. C/D;
 - :mod:`.timing`    pretraining wall time and paper Table 1 (DINO CNN+ViT vs CASS, ratio);
+- :mod:`.knn_start` each net's k-NN score start → end of pretraining, and the nets it made worse;
 - :mod:`.gains`     the gain per label fraction as App. G.0.3 computes it;
 - :mod:`.paper`     the paper's values (shipped as ``paper_values.csv``/``paper_times.csv``),
                     dataset recognition, the metric per dataset, ours beside the paper's;

@@ -6,8 +6,8 @@ setting, the ablation table (App. C/D), with its coverage; ours beside the paper
 the dataset is one of the paper's (and not SYNTHETIC); each cell with its 95 % t-interval, the
 rows of both arms together (val-selected arm, ensemble; :mod:`.arms`) and the paired test of
 CASS against each baseline (:mod:`.paired`). Per experiment: paper Table 1 (DINO vs
-CASS pretraining time) and the gains of App. G.0.3. Then the detailed pretraining-time tables
-and COLLAPSE lines.
+CASS pretraining time) and the gains of App. G.0.3. Then the detailed pretraining-time tables,
+COLLAPSE lines and the lines of nets whose pretraining ended below its k-NN start.
 
 Example:
     >>> report = build_report(frame, metric_choices={}, spread="var", plot_dir=Path("plots"))
@@ -26,6 +26,7 @@ from cass_hpc.report import plots
 from cass_hpc.report.ablations import ablation_table, ablation_title
 from cass_hpc.report.format import DERIVED_ARMS, slug
 from cass_hpc.report.gains import GAIN_COLUMNS, gains_frame, gains_table
+from cass_hpc.report.knn_start import worse_than_start
 from cass_hpc.report.paired import TEST_COLUMNS, paired_table, paired_tests
 from cass_hpc.report.paper import (
     COMPARISON_COLUMNS,
@@ -74,6 +75,7 @@ class Report:
     per_class: pd.DataFrame = field(default_factory=pd.DataFrame)
     notes: list[str] = field(default_factory=list)
     collapse: list[str] = field(default_factory=list)
+    worse_than_start: list[str] = field(default_factory=list)  # pretraining lowered a net's k-NN
     plots: list[tuple[str, Callable[[], Path | None]]] = field(default_factory=list)
 
     def tables(self, group: str) -> list[Table]:
@@ -189,6 +191,7 @@ def build_report(
     )
 
     report.pretrain = pretrain_summary(frame)
+    report.worse_than_start = worse_than_start(report.pretrain)
     for (experiment, dataset), part in report.pretrain.groupby(list(TABLE_COLUMNS), sort=True):
         records = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
         title = _title(experiment, dataset, records, "pretraining wall time per method")

@@ -94,8 +94,9 @@ def results_bars(rows: pd.DataFrame, metric: str, title: str, path: Path) -> Pat
 def pretrain_curves(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
     """Per pretraining run (one line per method · seed · setting): loss per epoch (left), each
     net's output spread per epoch (middle; near 0 = collapsed) and each net's k-NN health score
-    on the validation split per scored epoch (right; a dotted line at chance, ``cass_hpc.knn``).
-    A run from before the k-NN monitor has no line in the right panel."""
+    on the validation split per scored epoch (right; a dotted line at chance, ``cass_hpc.knn``),
+    its first point at epoch 0, the starting weights (a run recorded before epoch 0 was scored
+    starts at its first scored epoch). A run from before the k-NN monitor has no line there."""
     runs = runs[runs["pretrain_loss"].map(lambda v: isinstance(v, list) and len(v) > 0)]
     if runs.empty:
         return None
@@ -134,7 +135,8 @@ def pretrain_curves(runs: pd.DataFrame, title: str, path: Path) -> Path | None:
         spread_axes.set_yscale("log")
     if knn_axes.lines:
         _chance_lines(knn_axes, runs)
-    knn_axes.set(xlabel="pretraining epoch", ylabel="balanced accuracy (— CNN, -- ViT)",
+    knn_axes.set(xlabel="pretraining epoch (0 = the starting weights)",
+                 ylabel="balanced accuracy (— CNN, -- ViT)",
                  title="k-NN (validation, leave-one-out; ★ handed to fine-tuning)")  # fmt: skip
     for axes in (loss_axes, spread_axes, knn_axes):
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))

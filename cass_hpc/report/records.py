@@ -47,7 +47,7 @@ PRETRAIN_FIELDS = (
     "pretrain_epochs", "pretrain_final_loss", "pretrain_final_spread_cnn",
     "pretrain_final_spread_vit", "pretrain_loss", "pretrain_spread", "pretrain_knn_epochs",
     "pretrain_knn", "pretrain_knn_chance", "pretrain_knn_final_cnn", "pretrain_knn_final_vit",
-    "pretrain_knn_s",
+    "pretrain_knn_s", "pretrain_knn_start_cnn", "pretrain_knn_start_vit",
 )  # fmt: skip
 
 
@@ -188,6 +188,8 @@ def _parse_knn(pretrain: Mapping[str, object]) -> dict[str, object]:
     }
     final = pretrain.get("knn_final") if isinstance(pretrain.get("knn_final"), dict) else {}
     knn_s = _number_or_none(pretrain.get("knn_s"))
+    # epoch 0: the starting weights (none in a record made before the monitor scored them)
+    start = {arm: v[0] for arm, v in curves.items() if epochs[0] == 0 and math.isfinite(v[0])}
     return {
         "pretrain_knn_epochs": epochs if curves else [],
         "pretrain_knn": curves,
@@ -196,6 +198,8 @@ def _parse_knn(pretrain: Mapping[str, object]) -> dict[str, object]:
         "pretrain_knn_final_cnn": _number_or_none(final.get("cnn")),
         "pretrain_knn_final_vit": _number_or_none(final.get("vit")),
         "pretrain_knn_s": None if knn_s is None or knn_s < 0 else knn_s,
+        "pretrain_knn_start_cnn": start.get("cnn"),
+        "pretrain_knn_start_vit": start.get("vit"),
     }
 
 
@@ -325,7 +329,8 @@ def records_frame(records: Iterable[Mapping[str, object]]) -> pd.DataFrame:
     for column in ("pretrain_wall_s", "pretrain_images_per_s", "pretrain_final_loss",
                    "pretrain_final_spread_cnn", "pretrain_final_spread_vit",
                    "pretrain_knn_chance", "pretrain_knn_final_cnn", "pretrain_knn_final_vit",
-                   "pretrain_knn_s"):  # fmt: skip
+                   "pretrain_knn_s", "pretrain_knn_start_cnn",
+                   "pretrain_knn_start_vit"):  # fmt: skip
         frame[column] = pd.to_numeric(frame.get(column), errors="coerce")
     split_seed = frame.get("split_seed", pd.Series(None, index=frame.index, dtype=object))
     frame["split_seed"] = pd.array(split_seed.tolist(), dtype="Int64")  # null: the packed split

@@ -23,6 +23,7 @@ from cass_hpc.report.format import (
     method_label,
     paper_order,
 )
+from cass_hpc.report.knn_start import START_COLUMNS, format_start_end, start_end
 from cass_hpc.report.records import TABLE_COLUMNS
 from cass_hpc.report.tables import Table
 
@@ -31,7 +32,7 @@ PRETRAIN_COLUMNS = (
     *GROUP, "method", "seeds", "runs", "runs_per_seed_min", "runs_per_seed_max",
     "wall_s_total", "wall_s_mean", "wall_s_std", "images_per_s_mean", "final_loss_mean",
     "final_spread_cnn_mean", "final_spread_vit_mean", "knn_final_cnn_mean",
-    "knn_final_vit_mean", "knn_chance", "knn_s_mean",
+    "knn_final_vit_mean", "knn_chance", "knn_s_mean", *START_COLUMNS,
 )  # fmt: skip
 TIMING_COLUMNS = (
     *TABLE_COLUMNS, "dino_s", "cass_s", "dino_seeds", "cass_seeds", "dino_runs", "cass_runs",
@@ -64,8 +65,9 @@ def pretrain_per_seed(frame: pd.DataFrame) -> pd.DataFrame:
 def pretrain_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """Per (experiment, dataset, setting, method): seeds, runs, total and per-seed mean/std
     wall time, images/s, final loss, each net's final output spread and, from the k-NN health
-    monitor (``cass_hpc.knn``), each net's score as handed to fine-tuning, the chance level and
-    the monitor's seconds per run (not in the wall time); means over the runs that have them."""
+    monitor (``cass_hpc.knn``), each net's score as handed to fine-tuning, the chance level,
+    the monitor's seconds per run (not in the wall time) and each net's score start → end
+    (``knn_start.start_end``); means over the runs that have them."""
     per_seed = pretrain_per_seed(frame)
     if per_seed.empty:
         return pd.DataFrame(columns=list(PRETRAIN_COLUMNS))
@@ -79,7 +81,8 @@ def pretrain_summary(frame: pd.DataFrame) -> pd.DataFrame:
         wall_s_mean=("wall_s", "mean"),
         wall_s_std=("wall_s", "std"),
     )
-    runs = pretrain_runs(frame).groupby(keys)
+    each = pretrain_runs(frame)
+    runs = each.groupby(keys)
     summary["images_per_s_mean"] = runs["pretrain_images_per_s"].mean()
     summary["final_loss_mean"] = runs["pretrain_final_loss"].mean()
     summary["final_spread_cnn_mean"] = runs["pretrain_final_spread_cnn"].mean()
@@ -88,6 +91,8 @@ def pretrain_summary(frame: pd.DataFrame) -> pd.DataFrame:
     summary["knn_final_vit_mean"] = runs["pretrain_knn_final_vit"].mean()
     summary["knn_chance"] = runs["pretrain_knn_chance"].mean()  # one validation split: one value
     summary["knn_s_mean"] = runs["pretrain_knn_s"].mean()
+    for column, values in start_end(each, keys).items():
+        summary[column] = values
     return paper_order(summary.reset_index()).reset_index(drop=True)[list(PRETRAIN_COLUMNS)]
 
 
@@ -128,7 +133,8 @@ def pretrain_table(summary: pd.DataFrame, title: str = "") -> Table:
 
 def pretrain_health_table(summary: pd.DataFrame, title: str = "") -> Table:
     """What each pretraining handed to fine-tuning, for ONE (experiment, dataset): final loss,
-    each net's output spread and k-NN score (the health monitor; chance in brackets)."""
+    each net's output spread and k-NN score (the health monitor; chance in brackets), and each
+    net's k-NN score start → end (the starting weights, then those handed to fine-tuning)."""
     rows = {}
     for item in summary.itertuples(index=False):
         rows[_row_label(item)] = {
@@ -140,6 +146,8 @@ def pretrain_health_table(summary: pd.DataFrame, title: str = "") -> Table:
                 item.knn_final_cnn_mean, item.knn_final_vit_mean, item.knn_chance
             ),
             "Monitor s": MISSING if pd.isna(item.knn_s_mean) else f"{item.knn_s_mean:.1f}",
+            "k-NN CNN start → end": format_start_end(item, "cnn"),
+            "k-NN ViT start → end": format_start_end(item, "vit"),
         }
     return _table(rows, title)
 
