@@ -153,7 +153,7 @@ def pretrain_dir(spec: CellSpec, key: str) -> Path:
 def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
     """Everything about a cell that can be wrong before it runs; returns its labelled subset
     (indices into the training split). Raises ValueError naming the value and what to do."""
-    method_entry(spec.method)
+    method_entry(spec.method).check(spec.method, spec.arm, spec.method_params)
     for arm in _starting_arms(spec):  # the starting weights are on this machine, offline
         starting_weights(arm, spec.arms[arm])
     labels = split_labels(manifest, "train", spec.split_seed)

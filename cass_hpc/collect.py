@@ -157,8 +157,10 @@ def collect(
                 say(note)
     for line in report.collapse:
         say(line, style="bold red")
-    for line in report.worse_than_start:
+    for line in report.worse_than_start + report.behind_supervised:
         say(line, style="bold yellow")
+    for line in report.best:
+        say(line, style="bold")
     skipped = len(paths) - len(loaded)
     say(f"collected {len(frame)} cell result(s) from {len(paths)} results.json ({skipped} skipped)")
     for note in notes + arm_notes + report.notes:
@@ -170,7 +172,8 @@ def _write(
     report: Report, out: Path, warn: Callable[[str], None], extra: dict[str, str]
 ) -> list[Path]:
     """Every file of the report, atomically; plots last (a failing plot is warned about)."""
-    collapse = [f"**{line}**" for line in report.collapse + report.worse_than_start]
+    said = report.collapse + report.worse_than_start + report.behind_supervised + report.best
+    collapse = [f"**{line}**" for line in said]
     results = [render.to_markdown(t) for t in report.tables("results")] + collapse
     worse = [f"**{line}**\n" for line in report.worse_than_start]
     pretrain = [render.to_markdown(t) for t in report.tables("pretrain")] + worse

@@ -49,7 +49,7 @@ def test_every_experiment_is_covered() -> None:
 ELSEWHERE = {"demo", "paper"}
 SLOW = {"ablation_pairs", "ablation_augment", "ablation_head", "ablation_init", "ablation_swa",
         "ablation_epochs", "ablation_batch", "ablation_optimizer", "recipes",
-        "anti_collapse"}  # fmt: skip
+        "anti_collapse", "field"}  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -1,9 +1,11 @@
 """Pretraining methods: small plug-ins behind one protocol (`base.PretrainMethod`).
 
 A method is registered with a builder that takes the backbone specs it pretrains, the CASS head
-width and its own ``params`` (``conf/method/<name>.yaml``). ``per_arm`` methods (DINO) pretrain
-each backbone in its own run; CASS pretrains the pair in one. "supervised" has no pretraining.
-``METHODS`` is the only place that says so.
+width and its own ``params`` (``conf/method/<name>.yaml``, checked by its ``config`` dataclass
+before anything is submitted). ``per_arm`` methods (DINO, SimCLR, VICReg, BYOL, MAE) pretrain
+each backbone in its own run; CASS pretrains the pair in one; ``arms`` limits which arms a
+method can pretrain (MAE: ViTs). "supervised" has no pretraining. ``METHODS`` is the only place
+that says so.
 """
 
 from __future__ import annotations
@@ -13,10 +15,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput
+from cass_hpc.methods.byol import BYOL, BYOLConfig
 from cass_hpc.methods.cass import CASS, CASSConfig, cass_loss
 from cass_hpc.methods.cass_plus import CASSPlus, CASSPlusConfig
 from cass_hpc.methods.dino import DINO, DINOConfig, dino_loss
-from cass_hpc.models import ArmSpec, build_arm
+from cass_hpc.methods.mae import MAE, MAEConfig
+from cass_hpc.methods.simclr import SimCLRConfig, build_simclr
+from cass_hpc.methods.vicreg import VICRegConfig, build_vicreg
+from cass_hpc.models import Arm, ArmSpec, build_arm
 
 
 def build_cass(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]) -> CASS:
@@ -44,6 +50,22 @@ def build_dino(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, A
     return DINO(arm, backbone, backbone.net.num_features, cfg)
 
 
+def one_arm(
+    make: Callable[[str, Arm, Any], PretrainMethod], config: type
+) -> Callable[[Mapping[str, ArmSpec], int, Mapping[str, Any]], PretrainMethod]:
+    """The builder of a per-arm method ``make(arm, backbone, config(**params))`` (pooled
+    features: the method puts its own head on the backbone)."""
+
+    def build(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]):  # noqa: ANN202
+        if len(arms) != 1:
+            raise ValueError(f"this method pretrains one backbone per run, got {sorted(arms)}")
+        ((arm, spec),) = arms.items()
+        cfg = config(**params)
+        return make(arm, build_arm(spec, num_classes=0, arm=arm), cfg)
+
+    return build
+
+
 @dataclass(frozen=True)
 class MethodEntry:
     """The one answer to "does this method pretrain, and per arm?" (YAML, cells and reports
@@ -51,6 +73,20 @@ class MethodEntry:
 
     build: Callable[[Mapping[str, ArmSpec], int, Mapping[str, Any]], PretrainMethod] | None
     per_arm: bool = False  # one pretraining run per backbone (DINO) or one for the pair (CASS)
+    config: type | None = None  # the dataclass of its params (checked before anything runs)
+    arms: tuple[str, ...] | None = None  # the arms it can pretrain; None: any
+
+    def check(self, name: str, arm: str, params: Mapping[str, Any]) -> None:
+        """ValueError for params its config refuses, or an arm it cannot pretrain."""
+        if self.arms is not None and arm not in self.arms:
+            raise ValueError(
+                f"method={name} pretrains the {' and '.join(self.arms)} arm only, got arm={arm}"
+            )
+        if self.config is not None:
+            try:
+                self.config(**params)
+            except TypeError as err:  # an unknown key
+                raise ValueError(f"method.params of {name}: {err}") from None
 
     @property
     def pretrains(self) -> bool:
@@ -58,10 +94,14 @@ class MethodEntry:
 
 
 METHODS: dict[str, MethodEntry] = {
-    "cass": MethodEntry(build_cass),
-    "cass_plus": MethodEntry(build_cass_plus),  # ours: CASS that does not collapse
-    "dino": MethodEntry(build_dino, per_arm=True),
-    "supervised": MethodEntry(None),  # fine-tuning from random (or local) init only
+    "cass": MethodEntry(build_cass, config=CASSConfig),
+    "cass_plus": MethodEntry(build_cass_plus, config=CASSPlusConfig),  # ours: CASS, no collapse
+    "dino": MethodEntry(build_dino, per_arm=True, config=DINOConfig),
+    "simclr": MethodEntry(one_arm(build_simclr, SimCLRConfig), True, SimCLRConfig),
+    "vicreg": MethodEntry(one_arm(build_vicreg, VICRegConfig), True, VICRegConfig),
+    "byol": MethodEntry(one_arm(BYOL, BYOLConfig), True, BYOLConfig),
+    "mae": MethodEntry(one_arm(MAE, MAEConfig), True, MAEConfig, arms=("vit",)),
+    "supervised": MethodEntry(None),  # fine-tuning from random, ImageNet or local init only
 }
 PRETRAIN_METHODS = {name: m for name, m in METHODS.items() if m.pretrains}
 
@@ -74,6 +114,6 @@ def method_entry(name: str) -> MethodEntry:
 
 
 __all__ = [
-    "CASS", "CASSPlus", "DINO", "METHODS", "PRETRAIN_METHODS", "MethodEntry", "PretrainMethod",
-    "Progress", "StepOutput", "cass_loss", "dino_loss", "method_entry",
+    "BYOL", "CASS", "MAE", "CASSPlus", "DINO", "METHODS", "PRETRAIN_METHODS", "MethodEntry",
+    "PretrainMethod", "Progress", "StepOutput", "cass_loss", "dino_loss", "method_entry",
 ]  # fmt: skip

@@ -56,6 +56,7 @@ from cass_hpc.report.timing import (
     timing_frame,
     timing_table,
 )
+from cass_hpc.report.verdict import best_pretraining, not_above_supervised
 
 KINDS = ("results", "pretrain", "finetune")  # the plots drawn per (experiment, dataset)
 
@@ -76,6 +77,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     collapse: list[str] = field(default_factory=list)
     worse_than_start: list[str] = field(default_factory=list)  # pretraining lowered a net's k-NN
+    behind_supervised: list[str] = field(default_factory=list)  # a method·arm Δ ≤ 0 vs supervised
+    best: list[str] = field(default_factory=list)  # the best pretraining per arm and place
     plots: list[tuple[str, Callable[[], Path | None]]] = field(default_factory=list)
 
     def tables(self, group: str) -> list[Table]:
@@ -182,6 +185,8 @@ def build_report(
     report.paired = (
         pd.concat(tests, ignore_index=True) if tests else pd.DataFrame(columns=list(TEST_COLUMNS))
     )
+    report.behind_supervised = not_above_supervised(report.paired)
+    report.best = best_pretraining(report.paired)
     chosen = pd.concat(chosen_rows) if chosen_rows else summary.iloc[0:0]
     _add_timing_and_gains(report, frame, chosen, plot_dir)
     report.comparisons = (

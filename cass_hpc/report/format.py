@@ -16,8 +16,12 @@ import pandas as pd
 MISSING = "—"
 
 # single digits: paper_order sorts on the text "<rank><method>"; 9 = a method not listed here
-METHOD_ORDER = {"dino": 0, "cass": 1, "cass_plus": 2, "supervised": 3}
-METHOD_LABELS = {"dino": "DINO", "cass": "CASS", "cass_plus": "CASS+", "supervised": "Supervised"}
+# (the paper's DINO, CASS, Supervised, with the field's other methods after DINO)
+METHOD_ORDER = {"dino": 0, "simclr": 1, "vicreg": 2, "byol": 3, "mae": 4, "cass": 5,
+                "cass_plus": 6, "supervised": 7}  # fmt: skip
+METHOD_LABELS = {"dino": "DINO", "simclr": "SimCLR", "vicreg": "VICReg", "byol": "BYOL",
+                 "mae": "MAE", "cass": "CASS", "cass_plus": "CASS+",
+                 "supervised": "Supervised"}  # fmt: skip
 # val_selected / ensemble: both arms together (issue 14 item 4, report.arms), after the two arms
 ARM_ORDER = {"cnn": 0, "vit": 1, "val_selected": 2, "ensemble": 3}
 ARM_LABELS = {"cnn": "CNN", "vit": "ViT", "val_selected": "val-selected arm",

@@ -36,6 +36,8 @@ from cass_hpc.report.tables import Table
 COMPARISONS = (
     ("cass", "dino"), ("cass", "supervised"),
     ("cass_plus", "dino"), ("cass_plus", "supervised"), ("cass_plus", "cass"),
+    ("dino", "supervised"), ("simclr", "supervised"), ("vicreg", "supervised"),
+    ("byol", "supervised"), ("mae", "supervised"),
 )  # fmt: skip
 GROUP_COLUMNS = ("experiment", "dataset", "setting", "arm", "label_fraction")
 TEST_COLUMNS = (

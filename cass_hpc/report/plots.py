@@ -30,7 +30,9 @@ from cass_hpc.report.format import (
 )
 
 # per method (seaborn "deep"); CASS+ red, apart from CASS's orange
-COLOURS = {"dino": "#4C72B0", "cass": "#DD8452", "cass_plus": "#8172B3", "supervised": "#55A868"}
+COLOURS = {"dino": "#4C72B0", "cass": "#DD8452", "cass_plus": "#8172B3", "supervised": "#55A868",
+           "simclr": "#C44E52", "vicreg": "#DA8BC3", "byol": "#8C8C8C",
+           "mae": "#CCB974"}  # fmt: skip
 OTHER_COLOUR = "#937860"
 HATCHES = {"cnn": "", "vit": "//", "val_selected": "..", "ensemble": "xx"}  # per arm
 SEED_STYLES = ("-", "--", ":", "-.")  # per seed, in the curves
