@@ -85,7 +85,8 @@ def test_an_unknown_group_choice_gets_one_line_with_the_choices_not_hydras_searc
     with pytest.raises(ValueError) as refused:
         check_command_line(["method=cas"], CONF)
     assert str(refused.value) == (
-        "unknown method 'cas'; choose from cass, cass_plus, dino, supervised (did you mean cass?)"
+        "unknown method 'cas'; choose from byol, cass, cass_plus, dino, mae, simclr, supervised, "
+        "vicreg (did you mean cass?)"
     )
     with pytest.raises(ValueError, match="^unknown method 'dinoo'.*did you mean dino"):
         check_command_line(["-m", "method=cass,dinoo"], CONF)  # a sweep's values too
