@@ -86,10 +86,11 @@ def available_readers() -> dict[str, ReaderSpec]:
         csvfile,
         dermofit,
         digits,
+        elpv,
         folder,
         isic2019,
         synthetic,
     )
 
-    modules = (isic2019, dermofit, brain_mri, autoimmune, folder, csvfile, synthetic, digits)
+    modules = (isic2019, dermofit, brain_mri, autoimmune, folder, csvfile, synthetic, digits, elpv)
     return {module.READER.name: module.READER for module in modules}
