@@ -69,6 +69,12 @@ def redraw(manifest: Manifest, split_seed: int) -> dict[str, np.ndarray]:
     split_seed = check_split_seed(split_seed)
     if split_seed is None:
         raise ValueError("redraw needs an integer split_seed; None is the packed split")
+    if groups := manifest.params.get("split_groups"):  # e.g. elpv: test = other modules
+        raise ValueError(
+            f"dataset {manifest.name!r} ({manifest.root}) was packed with a {groups}-disjoint "
+            f"split (its test images come from other {groups}s than training); split_seed="
+            f"{split_seed} would re-draw images across {groups}s and leak: use split_seed=null"
+        )
     cache_key = (str(manifest.root), tuple(s.sha256 for s in manifest.shards), split_seed)
     if cache_key not in _DRAWN:
         _DRAWN[cache_key] = _draw(manifest, split_seed)

@@ -206,6 +206,8 @@ def read_elpv(
         classes=list(CLASSES),
         source=f"package:{package} ({len(all_cells)} images)",
         options={
+            # the test split holds other modules than training: split_seed must not re-draw it
+            "split_groups": "module",
             "source": source,
             "per_class": per_class,
             "cap_functional": cap_functional,

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cass_hpc.data.resplit import redraw
 from cass_hpc.data.shards import SPLITS, ShardReader, read_manifest
 from preprocess.__main__ import main
 from preprocess.readers.elpv import CLASSES, data_dir, read_cells, read_elpv, split_of_run
@@ -39,6 +40,8 @@ def test_pack_gives_three_classes_in_a_fixed_split_with_no_module_run_in_two(
     runs = {s: {run_of[i] for i in ShardReader(manifest, s).ids} for s in SPLITS}
     assert runs["test"] <= {3, 6, 8} and runs["val"] == {7}
     assert not runs["train"] & (runs["val"] | runs["test"])
+    with pytest.raises(ValueError, match="module-disjoint split .* use split_seed=null"):
+        redraw(manifest, 1)  # a re-drawn split would mix modules across train and test
 
 
 def test_packed_scans_are_real_grey_images_replicated_to_rgb(tmp_path: Path) -> None:
