@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader, Dataset
+from augmented import Augmented
+from torch.utils.data import DataLoader
 
 from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.methods.cass_plus import CASSPlusConfig, covariance_penalty, vicreg_loss
@@ -63,7 +64,7 @@ def test_pretraining_trains_both_nets_and_hands_over_backbones_that_fine_tuning_
         assert all(p.grad is not None for p in net.projector.parameters())
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.net.parameters())
 
-    data = TwoViews(images, crops)
+    data = Augmented(images, crops)
     cfg = PretrainConfig(epochs=2, batch_size=8, swa_start=0.5, knn_every=0)
     result = pretrain(method, DataLoader(data, batch_size=8), cfg, tmp_path, Accelerator(cpu=True))
     assert result.method == "cass_plus" and len(result.loss) == 2
@@ -71,14 +72,3 @@ def test_pretraining_trains_both_nets_and_hands_over_backbones_that_fine_tuning_
         saved = torch.load(tmp_path / f"{arm}.pt", weights_only=True)
         assert not any(k.startswith("projector") for k in saved)
         build_arm(ArmSpec(spec.name, spec.kwargs, str(tmp_path / f"{arm}.pt")), num_classes=4)
-
-
-class TwoViews(Dataset):
-    def __init__(self, images: torch.Tensor, crops) -> None:  # type: ignore[no-untyped-def]
-        self.images, self.crops = images, crops
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):  # type: ignore[no-untyped-def]
-        return self.crops(self.images[index]), 0

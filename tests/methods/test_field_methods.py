@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from accelerate import Accelerator
-from torch.utils.data import DataLoader, Dataset
+from augmented import Augmented
+from torch.utils.data import DataLoader
 
 from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.methods.base import Progress
@@ -29,17 +30,6 @@ SMALL = {  # narrow heads: the test is about the wiring, not the widths
 }
 CASES = [("simclr", "cnn"), ("simclr", "vit"), ("vicreg", "cnn"), ("vicreg", "vit"),
          ("byol", "cnn"), ("byol", "vit"), ("mae", "vit")]  # fmt: skip
-
-
-class Augmented(Dataset):
-    def __init__(self, images: torch.Tensor, transform) -> None:  # type: ignore[no-untyped-def]
-        self.images, self.transform = images, transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, index: int):  # type: ignore[no-untyped-def]
-        return self.transform(self.images[index]), 0
 
 
 def _images(n: int = 16) -> torch.Tensor:
