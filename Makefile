@@ -13,7 +13,7 @@ SLURM_STATE ?= /tmp/cass-slurm
 	bench bench-gpu
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 install: $(STAMP)  ## create .venv and install the locked dependencies + this project (no-op when done)
 

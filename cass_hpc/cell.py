@@ -36,7 +36,7 @@ from cass_hpc.knn import start_scores, validation_monitor
 from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.models import ArmSpec, arm_identity, build_arm
 from cass_hpc.pretrain import PretrainConfig, pretrain
-from cass_hpc.pretrained import OFFLINE_ENV, starting_weights
+from cass_hpc.pretrained import OFFLINE_ENV, check_starting_weights, starting_weights
 from cass_hpc.speed import StepSpeed
 
 log = logging.getLogger(__name__)
@@ -153,9 +153,9 @@ def pretrain_dir(spec: CellSpec, key: str) -> Path:
 def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
     """Everything about a cell that can be wrong before it runs; returns its labelled subset
     (indices into the training split). Raises ValueError naming the value and what to do."""
-    method_entry(spec.method).check(spec.method, spec.arm, spec.method_params)
-    for arm in _starting_arms(spec):  # the starting weights are on this machine, offline
-        starting_weights(arm, spec.arms[arm])
+    method_entry(spec.method).check(spec.method, spec.arm, spec.method_params, spec.arms[spec.arm])
+    # the starting weights are on this machine, offline (every missing one named at once)
+    check_starting_weights({arm: spec.arms[arm] for arm in _starting_arms(spec)})
     labels = split_labels(manifest, "train", spec.split_seed)
     return label_fraction_indices(labels, spec.label_fraction, spec.seed, manifest.num_classes)
 
@@ -244,6 +244,9 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
     method_entry(spec.method)  # an unknown method fails before the data is read
     _set_threads(spec)
     manifest = read_manifest(spec.dataset_path, verify=spec.verify_shards)
+    # what can be wrong first (the starting weights the key hashes; a class too small for the
+    # fraction), so that it fails before any pretraining
+    indices = check_cell(spec, manifest)
     key = cell_key(spec, manifest)
     results_path = cell_dir(spec, key) / "results.json"
     if why := jobstate.unusable(results_path):
@@ -252,8 +255,6 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
         log.info("cell %s already done: %s", key, results_path)
         jobstate.add_alias(results_path.parent, overrides)
         return store.read_json(results_path)
-    # the labelled subset first: a class too small for the fraction fails before any pretraining
-    indices = check_cell(spec, manifest)
     with _claim(results_path.parent):
         if jobstate.is_done(results_path):  # another grid computed it while this one waited
             log.info("cell %s done meanwhile by another job: %s", key, results_path)

@@ -58,9 +58,10 @@ class CollapseMonitor:
             message = (
                 f"COLLAPSE: the {arm} net's output spread has been below {self.threshold} for "
                 f"{self.epochs} epoch(s) (epoch {epoch}: {value:.4g}; 0 = every image maps to one "
-                "direction). Its fine-tuning starts from a degenerate representation; try "
-                'method=cass_plus (README, "Pretraining health and recipes"), or local pretrained '
-                "weights."
+                "direction). Its fine-tuning starts from a degenerate representation; try a "
+                'method that does not collapse (README, "Pretraining health and recipes": '
+                "cass_plus for the pair; simclr, vicreg or byol for one net), smaller learning "
+                "rates, or ImageNet weights (init=imagenet)."
             )
             if self.action == "stop":
                 raise CollapseError(message + " Stopped (pretrain.collapse_action=stop).")

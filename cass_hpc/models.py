@@ -42,8 +42,6 @@ class ArmSpec:
     def __post_init__(self) -> None:
         if self.init is not None and self.init not in INITS:
             raise ValueError(f"init must be one of {', '.join(INITS)}, got {self.init!r}")
-        if self.init == "local" and not self.pretrained:
-            raise ValueError("init=local needs a weights file (weights.cnn=FILE, weights.vit=FILE)")
 
     @property
     def source(self) -> str:
@@ -128,6 +126,15 @@ def build_arm(
         assert spec.pretrained is not None
         load_weights(net, spec.pretrained, spec.name)
     return Arm(net, *normalisation(net))
+
+
+def meta_net(spec: ArmSpec) -> nn.Module:
+    """``spec``'s timm net (pooled features) on the meta device: its structure without memory
+    or weights, for checks before anything is submitted."""
+    if not timm.is_model(spec.name):
+        raise ValueError(f"unknown timm model {spec.name!r}")
+    with torch.device("meta"):
+        return timm.create_model(spec.name, pretrained=False, num_classes=0, **spec.kwargs)
 
 
 def _create(name: str, kwargs: dict[str, Any], dynamic_size: bool) -> nn.Module:

@@ -51,9 +51,36 @@ def hub_cache() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
-def fetch_command(tag: str) -> str:
-    """The command that puts ``tag``'s weights into the cache, on a machine with internet."""
-    return f"python -m cass_hpc.weights fetch --tag {tag}"
+def fetch_command(*tags: str) -> str:
+    """The command that puts the ``tags``' weights into the cache, on a machine with internet."""
+    return "python -m cass_hpc.weights fetch" + "".join(f" --tag {tag}" for tag in tags)
+
+
+class MissingWeightsError(ValueError):
+    """An ``init=imagenet`` arm whose tag is not in the Hugging Face cache."""
+
+    def __init__(self, arms: dict[str, str]) -> None:  # arm -> tag
+        self.arms = arms
+        which = " and ".join(f"the {arm} arm's weights ({tag})" for arm, tag in arms.items())
+        super().__init__(
+            f"init=imagenet: {which} are not in the Hugging Face cache {hub_cache()} "
+            f"(HF_HUB_CACHE / HF_HOME); jobs never download: on a machine with internet and the "
+            f"same HF_HOME / HF_HUB_CACHE run: {fetch_command(*dict.fromkeys(arms.values()))} "
+            f"(or weights fetch with this grid's overrides)"
+        )
+
+
+def check_starting_weights(arms: dict[str, ArmSpec]) -> None:
+    """Every arm's starting weights are here (:func:`starting_weights`); the arms missing from
+    the cache are named together in one MissingWeightsError, so one fetch fixes them all."""
+    missing: dict[str, str] = {}
+    for arm, spec in arms.items():
+        try:
+            starting_weights(arm, spec)
+        except MissingWeightsError as err:
+            missing.update(err.arms)
+    if missing:
+        raise MissingWeightsError(missing)
 
 
 @dataclass(frozen=True)
@@ -130,8 +157,12 @@ def starting_weights(arm: str, spec: ArmSpec) -> StartingWeights:
     init = spec.source
     if init == "random":
         return StartingWeights("random", "random", None, None)
-    if init == "local" or spec.pretrained:  # a file the user named (init=local, or imagenet's)
-        assert spec.pretrained is not None
+    if init == "local" and not spec.pretrained:  # only the arms a cell uses need one
+        raise ValueError(
+            f"init=local needs weights.{arm}=FILE: the {arm} arm's starting weights (a local "
+            f"file; never downloaded)"
+        )
+    if spec.pretrained:  # a file the user named (init=local, or imagenet's own)
         path = Path(spec.pretrained).expanduser()
         if not path.is_file():
             raise ValueError(
@@ -143,12 +174,7 @@ def starting_weights(arm: str, spec: ArmSpec) -> StartingWeights:
     tag = imagenet_tag(arm, spec)
     found = cached_file(hub_source(tag))
     if found is None:
-        raise ValueError(
-            f"init=imagenet: the {arm} arm's weights ({tag}) are not in the Hugging Face cache "
-            f"{hub_cache()} (HF_HUB_CACHE / HF_HOME); jobs never download: on a machine with "
-            f"internet and the same HF_HOME run: {fetch_command(tag)} (or weights fetch with this "
-            f"grid's overrides)"
-        )
+        raise MissingWeightsError({arm: tag})
     return StartingWeights("imagenet", f"imagenet:{tag}", found, sha256(found))
 
 

@@ -45,11 +45,6 @@ def spec_from_config(cfg: DictConfig) -> CellSpec:
     c = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     assert isinstance(c, dict)
     model = c["model"]
-    if c.get("init_from_weights") and not all(c["weights"].get(a) for a in ("cnn", "vit")):
-        raise ValueError(
-            f"init=local needs both weights.cnn and weights.vit set to local files, got "
-            f"{c['weights']}; e.g. weights.cnn=/models/resnet50.pth"
-        )
     pretrain, finetune = dict(c["pretrain"]), dict(c["finetune"])
     if c["paper_compat"]:  # the released notebooks' quirks (PAPER.md), for comparison only
         pretrain["paper_compat"] = True

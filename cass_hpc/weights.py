@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cass_hpc import store
 from cass_hpc.models import ArmSpec
+from cass_hpc.overrides import check_command_line
 from cass_hpc.pretrained import HubSource, cached_file, hub_cache, hub_source, imagenet_tag, sha256
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
@@ -230,19 +231,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tag", action="append", default=[], help="a timm pretrained tag (repeatable), no grid"
     )
     args = parser.parse_args(argv)
+    try:  # a mistyped key or group choice: the line `run` gives, before Hydra's own
+        check_command_line([o for o in args.overrides if o not in ("-m", "--multirun")], CONF)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     try:
         items = wanted(args.overrides, args.tag)
         if args.command == "fetch":
             fetch(items)
             return 0
         rows = check(items, hash_files=args.command == "verify")
-        what = "verified against " + str(manifest_path()) if args.command == "verify" else "cache"
+        what = "cache"
+        if args.command == "verify":
+            found = manifest_path().exists()
+            what = f"verified against {manifest_path()}" + ("" if found else ", not written yet")
         _print(rows, f"weights in {hub_cache()} ({what})")
         bad = [r for r in rows if r[2] not in ("ok", "cached")]
         if bad:
-            print(f"error: {len(bad)} of {len(rows)} weight file(s) not usable; fetch: "
-                  f"python -m cass_hpc.weights fetch {' '.join(args.overrides)}"
-                  + "".join(f" --tag {t}" for t in args.tag), file=sys.stderr)  # fmt: skip
+            again = " ".join(["python -m cass_hpc.weights fetch", *args.overrides,
+                              *(f"--tag {t}" for t in args.tag)])  # fmt: skip
+            print(f"error: {len(bad)} of {len(rows)} weight file(s) not usable; fetch: {again}",
+                  file=sys.stderr)  # fmt: skip
             return 1
         return 0
     except (WeightsError, ValueError) as err:

@@ -122,6 +122,15 @@ def test_coverage_counts_present_of_expected_cells() -> None:
     assert tables.coverage(frame_of(two_seed_records())) == (4, 8)
 
 
+def test_coverage_does_not_expect_an_arm_a_method_never_has() -> None:
+    records = [result("s", method="supervised"), result("v", method="supervised", arm="vit"),
+               result("m", method="mae", arm="vit")]  # fmt: skip
+    assert tables.coverage(frame_of(records)) == (3, 3)  # no MAE · CNN: MAE pretrains ViTs
+    assert (
+        tables.coverage(frame_of([*records, result("m1", method="mae", arm="vit", seed=1)]))[1] == 6
+    )  # a second seed: every (method, arm) pair is expected at it
+
+
 def test_pretrain_time_sums_distinct_keys_per_seed_and_counts_shared_key_once() -> None:
     shared = pretrain("cass-s0", 60.0)
     records = [

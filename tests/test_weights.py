@@ -103,7 +103,8 @@ def test_a_missing_weight_refuses_run_and_run_m_before_anything_is_made(
         said = proc.stdout + proc.stderr  # a single run logs its error, a grid prints it
         errors = [line for line in said.splitlines() if "error" in line]
         assert len(errors) == 1 and "are not in the Hugging Face cache" in errors[0], said
-        assert "python -m cass_hpc.weights fetch --tag resnet10t.c3_in1k" in errors[0]
+        fetch = f"fetch --tag {DEMO_TAGS['cnn']} --tag {DEMO_TAGS['vit']}"  # both arms at once
+        assert f"python -m cass_hpc.weights {fetch}" in errors[0], errors[0]
         assert "Traceback" not in said
         assert not runs.exists() or not any(runs.rglob("*")), sorted(runs.rglob("*"))
 
@@ -143,3 +144,18 @@ def test_go_offline_switches_the_hub_off_in_this_process_and_its_children(
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     go_offline()
     assert constants.HF_HUB_OFFLINE is True and os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_init_local_needs_a_file_only_for_the_arms_a_cell_starts_from(tmp_path: Path) -> None:
+    from cass_hpc.pretrained import check_starting_weights
+
+    weights = tmp_path / "cnn.pt"
+    weights.write_bytes(b"state")
+    cnn = ArmSpec("resnet10t", init="local", pretrained=str(weights))
+    vit = ArmSpec("vit_tiny_patch16_224", init="local")  # weights.vit not set
+    check_starting_weights({"cnn": cnn})  # a supervised CNN cell: the ViT file is not needed
+    with pytest.raises(ValueError, match=r"init=local needs weights.vit=FILE"):
+        check_starting_weights({"cnn": cnn, "vit": vit})  # CASS starts from both
+    missing = dataclasses.replace(cnn, pretrained=str(tmp_path / "nope.pt"))
+    with pytest.raises(ValueError, match=r"weights.cnn=.*nope.pt: no such file"):
+        check_starting_weights({"cnn": missing})

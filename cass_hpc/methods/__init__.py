@@ -19,10 +19,10 @@ from cass_hpc.methods.byol import BYOL, BYOLConfig
 from cass_hpc.methods.cass import CASS, CASSConfig, cass_loss
 from cass_hpc.methods.cass_plus import CASSPlus, CASSPlusConfig
 from cass_hpc.methods.dino import DINO, DINOConfig, dino_loss
-from cass_hpc.methods.mae import MAE, MAEConfig
+from cass_hpc.methods.mae import MAE, MAEConfig, check_vit
 from cass_hpc.methods.simclr import SimCLRConfig, build_simclr
 from cass_hpc.methods.vicreg import VICRegConfig, build_vicreg
-from cass_hpc.models import Arm, ArmSpec, build_arm
+from cass_hpc.models import Arm, ArmSpec, build_arm, meta_net
 
 
 def build_cass(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]) -> CASS:
@@ -75,18 +75,24 @@ class MethodEntry:
     per_arm: bool = False  # one pretraining run per backbone (DINO) or one for the pair (CASS)
     config: type | None = None  # the dataclass of its params (checked before anything runs)
     arms: tuple[str, ...] | None = None  # the arms it can pretrain; None: any
+    check_net: Callable[[Any, Any], None] | None = None  # (net on the meta device, config)
 
-    def check(self, name: str, arm: str, params: Mapping[str, Any]) -> None:
-        """ValueError for params its config refuses, or an arm it cannot pretrain."""
+    def check(self, name: str, arm: str, params: Mapping[str, Any], net: ArmSpec) -> None:
+        """ValueError for params its config refuses, an arm it cannot pretrain, or a net it
+        cannot pretrain (built on the meta device: no memory, no weights)."""
         if self.arms is not None and arm not in self.arms:
+            only = " and ".join(self.arms)
             raise ValueError(
-                f"method={name} pretrains the {' and '.join(self.arms)} arm only, got arm={arm}"
+                f"method={name} pretrains the {only} arm only, got arm={arm} (add arm={only})"
             )
-        if self.config is not None:
-            try:
-                self.config(**params)
-            except TypeError as err:  # an unknown key
-                raise ValueError(f"method.params of {name}: {err}") from None
+        if self.config is None:
+            return
+        try:
+            cfg = self.config(**params)
+        except TypeError as err:  # an unknown key
+            raise ValueError(f"method.params of {name}: {err}") from None
+        if self.check_net is not None:
+            self.check_net(meta_net(net), cfg)
 
     @property
     def pretrains(self) -> bool:
@@ -100,7 +106,7 @@ METHODS: dict[str, MethodEntry] = {
     "simclr": MethodEntry(one_arm(build_simclr, SimCLRConfig), True, SimCLRConfig),
     "vicreg": MethodEntry(one_arm(build_vicreg, VICRegConfig), True, VICRegConfig),
     "byol": MethodEntry(one_arm(BYOL, BYOLConfig), True, BYOLConfig),
-    "mae": MethodEntry(one_arm(MAE, MAEConfig), True, MAEConfig, arms=("vit",)),
+    "mae": MethodEntry(one_arm(MAE, MAEConfig), True, MAEConfig, ("vit",), check_vit),
     "supervised": MethodEntry(None),  # fine-tuning from random, ImageNet or local init only
 }
 PRETRAIN_METHODS = {name: m for name, m in METHODS.items() if m.pretrains}

@@ -35,7 +35,10 @@ class BYOLConfig:
 
     def __post_init__(self) -> None:
         if min(self.projector_hidden, self.projector_dim) < 1:
-            raise ValueError(f"method.params projector sizes must be >= 1, got {self}")
+            raise ValueError(
+                f"method.params.projector_hidden and projector_dim must be >= 1, got "
+                f"{self.projector_hidden}, {self.projector_dim}"
+            )
         if not 0 <= self.momentum < 1:
             raise ValueError(f"method.params.momentum must be in [0, 1), got {self.momentum}")
 

@@ -39,7 +39,10 @@ class MAEConfig:
         if not 0 < self.mask_ratio < 1:
             raise ValueError(f"method.params.mask_ratio must be in (0, 1), got {self.mask_ratio}")
         if min(self.decoder_dim, self.decoder_depth, self.decoder_heads) < 1:
-            raise ValueError(f"method.params decoder sizes must be >= 1, got {self}")
+            raise ValueError(
+                f"method.params.decoder_dim, decoder_depth and decoder_heads must be >= 1, got "
+                f"{self.decoder_dim}, {self.decoder_depth}, {self.decoder_heads}"
+            )
         if self.decoder_dim % self.decoder_heads:
             raise ValueError(
                 f"method.params.decoder_heads={self.decoder_heads} must divide "
@@ -51,18 +54,31 @@ class MAEConfig:
             )
 
 
+def check_vit(vit: nn.Module, cfg: MAEConfig) -> None:
+    """ValueError unless ``vit`` is a timm ViT (one class token, one image size) of which MAE
+    keeps at least one patch visible at ``cfg.mask_ratio``. Run before anything is submitted,
+    on a net built on the meta device (``MethodEntry.check_net``)."""
+    if not isinstance(vit, VisionTransformer) or vit.num_prefix_tokens != 1:
+        raise ValueError(
+            f"method=mae pretrains a timm VisionTransformer with one class token, got "
+            f"{type(vit).__name__} (prefix tokens: {getattr(vit, 'num_prefix_tokens', '?')})"
+        )
+    if getattr(vit, "dynamic_img_size", False):
+        raise ValueError("method=mae needs a ViT built for one image size")
+    patches = int(vit.patch_embed.num_patches)
+    if int(patches * (1 - cfg.mask_ratio)) < 1:  # lightly's random_token_mask keeps this many
+        raise ValueError(
+            f"method=mae: mask_ratio={cfg.mask_ratio} leaves none of the image's {patches} "
+            f"patches visible to the encoder; lower method.params.mask_ratio or raise image_size"
+        )
+
+
 class MAEArm(Arm):
     """The ViT (``net``, what fine-tuning gets) with MAE's masking encoder view and decoder."""
 
     def __init__(self, arm: Arm, cfg: MAEConfig) -> None:
         vit = arm.net
-        if not isinstance(vit, VisionTransformer) or vit.num_prefix_tokens != 1:
-            raise ValueError(
-                f"method=mae pretrains a timm VisionTransformer with one class token, got "
-                f"{type(vit).__name__} (prefix tokens: {getattr(vit, 'num_prefix_tokens', '?')})"
-            )
-        if getattr(vit, "dynamic_img_size", False):
-            raise ValueError("method=mae needs a ViT built for one image size")
+        check_vit(vit, cfg)
         super().__init__(vit, tuple(arm.mean.flatten().tolist()), tuple(arm.std.flatten().tolist()))
         self.cfg = cfg
         self.encoder = MaskedVisionTransformerTIMM(

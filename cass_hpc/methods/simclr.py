@@ -28,7 +28,10 @@ class SimCLRConfig:
         if self.temperature <= 0:
             raise ValueError(f"method.params.temperature must be > 0, got {self.temperature}")
         if min(self.projector_hidden, self.projector_dim) < 1:
-            raise ValueError(f"method.params projector sizes must be >= 1, got {self}")
+            raise ValueError(
+                f"method.params.projector_hidden and projector_dim must be >= 1, got "
+                f"{self.projector_hidden}, {self.projector_dim}"
+            )
 
 
 def build_simclr(arm: str, backbone: Arm, cfg: SimCLRConfig) -> TwoViewMethod:

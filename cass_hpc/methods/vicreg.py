@@ -29,9 +29,15 @@ class VICRegConfig:
 
     def __post_init__(self) -> None:
         if min(self.projector_hidden, self.projector_dim, self.projector_layers) < 1:
-            raise ValueError(f"method.params projector sizes must be >= 1, got {self}")
+            raise ValueError(
+                f"method.params.projector_hidden, projector_dim and projector_layers must be "
+                f">= 1, got {self.projector_hidden}, {self.projector_dim}, {self.projector_layers}"
+            )
         if min(self.invariance, self.variance, self.covariance) < 0:
-            raise ValueError(f"method.params VICReg weights must be >= 0, got {self}")
+            raise ValueError(
+                f"method.params.invariance, variance and covariance (VICReg weights) must be "
+                f">= 0, got {self.invariance}, {self.variance}, {self.covariance}"
+            )
 
 
 def build_vicreg(arm: str, backbone: Arm, cfg: VICRegConfig) -> TwoViewMethod:

@@ -154,13 +154,16 @@ def coverage(
 ) -> tuple[int, int]:
     """(cells present, cells expected) for one table's records.
 
-    Expected = the product of the distinct values seen on each axis (methods · arms ·
-    fractions · seeds · split seeds · settings), so a grid cell that never wrote results.json
-    shows up as the difference.
+    Expected = the (method, arm) pairs seen times the product of the distinct values seen on
+    every other axis (fractions · seeds · split seeds · settings), so a grid cell that never
+    wrote results.json shows up as the difference, and an arm a method cannot pretrain (MAE's
+    CNN) is not counted as missing.
     """
     axes = [axis for axis in axes if axis in frame]
     present = len(frame[axes].drop_duplicates())
-    expected = math.prod(frame[axis].nunique(dropna=False) for axis in axes)
+    pairs = [axis for axis in ("method", "arm") if axis in axes]
+    expected = len(frame[pairs].drop_duplicates()) if pairs else 1
+    expected *= math.prod(frame[a].nunique(dropna=False) for a in axes if a not in pairs)
     return present, expected
 
 

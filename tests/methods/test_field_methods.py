@@ -83,20 +83,28 @@ def test_byols_target_follows_the_online_net_by_its_momentum() -> None:
      ("mae", {"mask_ratio": 1.0}, r"mask_ratio must be in \(0, 1\)"),
      ("mae", {"decoder_dim": 10, "decoder_heads": 4}, "must divide decoder_dim"),
      ("byol", {"momentum": 1.0}, r"momentum must be in \[0, 1\)"),
-     ("vicreg", {"variance": -1.0}, "VICReg weights must be >= 0"),
+     ("vicreg", {"variance": -1.0}, r"variance and covariance \(VICReg weights\) must be >= 0"),
      ("simclr", {"temprature": 0.1}, "unexpected keyword argument 'temprature'")],
 )  # fmt: skip
 def test_a_bad_parameter_is_refused_by_the_check_before_any_net_is_built(
     name: str, params: dict, match: str
 ) -> None:
     with pytest.raises(ValueError, match=match):
-        method_entry(name).check(name, "vit", params)
+        method_entry(name).check(name, "vit", params, ARMS["vit"])
 
 
-def test_mae_refuses_the_cnn_arm_and_a_net_that_is_not_a_vit() -> None:
-    with pytest.raises(ValueError, match="method=mae pretrains the vit arm only, got arm=cnn"):
-        method_entry("mae").check("mae", "cnn", {})
+def test_mae_refuses_the_cnn_arm_a_net_that_is_not_a_vit_and_a_mask_that_hides_every_patch(
+) -> None:  # fmt: skip
+    mae = method_entry("mae")
+    with pytest.raises(ValueError, match="pretrains the vit arm only, got arm=cnn .add arm=vit"):
+        mae.check("mae", "cnn", {}, ARMS["cnn"])
+    with pytest.raises(ValueError, match="timm VisionTransformer"):  # r50_densenet161's slot
+        mae.check("mae", "vit", {}, ArmSpec("densenet121"))
+    small = ArmSpec("vit_tiny_patch16_224", {"img_size": 32})  # 2 × 2 patches
+    mae.check("mae", "vit", {"mask_ratio": 0.75}, small)  # one patch stays visible
+    with pytest.raises(ValueError, match="mask_ratio=0.9 leaves none of the image's 4 patches"):
+        mae.check("mae", "vit", {"mask_ratio": 0.9}, small)
     build = METHODS["mae"].build
     assert build is not None
     with pytest.raises(ValueError, match="timm VisionTransformer"):
-        build({"vit": ArmSpec("resnet10t")}, 1000, {})  # a CNN in the vit slot (r50_densenet161)
+        build({"vit": ArmSpec("resnet10t")}, 1000, {})  # and in the job, should it get there
