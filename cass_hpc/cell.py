@@ -393,6 +393,7 @@ def _run(
         "split_file": None if split_path is None else str(split_path),
         "files": {k: v for k, v in CELL_FILES.items() if spec.keep_weights or k != "weights"},
         "code": snapshot.code_version(),  # git commit + dirty flag of the code that ran
+        "libraries": snapshot.library_versions(),  # torch, timm, lightly, … versions
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     # the kept weights (plain timm state dict) and every image's probabilities, before

@@ -41,6 +41,23 @@ def checkout_version() -> dict[str, Any]:
             "source": str(CHECKOUT)}  # fmt: skip
 
 
+LIBRARIES = ("torch", "torchvision", "timm", "lightly", "accelerate", "huggingface_hub")
+
+
+@functools.cache
+def library_versions() -> dict[str, str | None]:
+    """The versions of the libraries whose numerics a result depends on (None: not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
 @functools.cache
 def code_version() -> dict[str, Any]:
     """Which code this process runs: a submission's snapshot (its ``code.json``) or the

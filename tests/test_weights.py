@@ -64,6 +64,7 @@ def test_fetch_verify_and_a_cell_that_starts_from_the_fetched_weights_offline(
         assert start["sha256"] == manifest[tag]["sha256"]
         assert record["pretrain"]["init"][arm] == start  # the pretraining records it too
     assert record["environment"]["HF_HUB_OFFLINE"] == "1"  # set inside the stage
+    assert record["libraries"]["timm"] and record["libraries"]["lightly"]  # what computed it
 
     # a cached file changed on disk: verify names it
     vit_file = Path(record["init"]["vit"]["file"])
