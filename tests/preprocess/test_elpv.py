@@ -103,3 +103,21 @@ def test_a_probability_that_is_not_a_third_is_refused(tmp_path: Path) -> None:
     labels.write_text("images/cell0001.png  0.5  mono\n")
     with pytest.raises(ValueError, match=r"line 1: defect probability '0.5' is not 0, 1/3"):
         read_cells(labels)
+
+
+@pytest.mark.slow  # ~1 min: make task-elpv at a tiny budget (the full task: 35 min on 2 cores)
+def test_make_task_elpv_packs_runs_and_collects_through_the_public_cli(tmp_path: Path) -> None:
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    tiny = "image_size=32 finetune.max_epochs=1 pretrain.batch_size=16 threads=1"
+    command = ["make", "-s", "task-elpv", f"RUNS={tmp_path / 'runs'}",
+               f"ELPV_DATA={tmp_path / 'elpv'}", "TASK_EPOCHS=1", "TASK_SEEDS=0",
+               "TASK_METHODS=simclr,supervised", f"TASK_EXTRA={tiny}",
+               f"PYTHON={sys.executable}"]  # fmt: skip
+    proc = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = list((tmp_path / "runs" / "elpv").rglob("results.json"))
+    assert len(results) == 4  # SimCLR and supervised × CNN and ViT
+    assert "best pretraining for the CNN on elpv at 10%" in proc.stdout
+    assert (tmp_path / "runs" / "elpv" / "summary" / "results.md").is_file()
