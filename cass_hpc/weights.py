@@ -33,7 +33,9 @@ from cass_hpc.overrides import check_command_line
 from cass_hpc.pretrained import HubSource, cached_file, hub_cache, hub_source, imagenet_tag, sha256
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
-ARM_KEYS = ("model", "init", "weights")  # the overrides that decide a grid's starting weights
+# the overrides that decide a grid's starting weights: the nets, their init, and which arms a
+# cell starts from (a per-arm method or supervised: its arm; a pair method: both)
+ARM_KEYS = ("model", "init", "weights", "method", "arm")
 
 
 class WeightsError(Exception):
@@ -58,11 +60,14 @@ def manifest_path() -> Path:
 
 
 def grid_arms(overrides: Sequence[str]) -> list[tuple[str, ArmSpec]]:
-    """Every distinct (arm, ArmSpec) of the grid ``overrides`` describe (command-line sweeps and
-    the experiment's ``hydra.sweeper.params`` of model/init/weights keys expanded)."""
+    """Every distinct (arm, ArmSpec) that a cell of the grid ``overrides`` describe starts from
+    (command-line sweeps and the experiment's ``hydra.sweeper.params`` of the :data:`ARM_KEYS`
+    expanded): ``method=dino arm=cnn`` needs the CNN's weights only."""
     from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
+
+    from cass_hpc.methods import method_entry
 
     parser = OverridesParser.create()
     parsed = parser.parse_overrides([o for o in overrides if o not in ("-m", "--multirun")])
@@ -86,7 +91,9 @@ def grid_arms(overrides: Sequence[str]) -> list[tuple[str, ArmSpec]]:
             cfg = compose("config", [*fixed, *combination])
             model = OmegaConf.to_container(cfg.model, resolve=True)
             assert isinstance(model, dict)
-            for arm in ("cnn", "vit"):
+            entry = method_entry(str(cfg.method.name))
+            pair = entry.pretrains and not entry.per_arm
+            for arm in ("cnn", "vit") if pair else (str(cfg.arm),):
                 found[json.dumps([arm, model[arm]], sort_keys=True)] = (arm, ArmSpec(**model[arm]))
     return list(found.values())
 
@@ -230,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--tag", action="append", default=[], help="a timm pretrained tag (repeatable), no grid"
     )
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)  # a pasted `run -m` line: -m is implied
+    args = parser.parse_args([a for a in argv if a not in ("-m", "--multirun")])
     try:  # a mistyped key or group choice: the line `run` gives, before Hydra's own
         check_command_line([o for o in args.overrides if o not in ("-m", "--multirun")], CONF)
     except ValueError as err:

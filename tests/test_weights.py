@@ -160,3 +160,13 @@ def test_init_local_needs_a_file_only_for_the_arms_a_cell_starts_from(tmp_path: 
     missing = dataclasses.replace(cnn, pretrained=str(tmp_path / "nope.pt"))
     with pytest.raises(ValueError, match=r"weights.cnn=.*nope.pt: no such file"):
         check_starting_weights({"cnn": missing})
+
+
+def test_the_grid_names_only_the_arms_its_cells_start_from() -> None:
+    def arms(*overrides: str) -> set[str]:
+        return {arm for arm, _spec in weights.grid_arms(["init=imagenet", *overrides])}
+
+    assert arms("method=dino", "arm=cnn") == {"cnn"}  # one backbone per run
+    assert arms("method=supervised", "arm=vit") == {"vit"}
+    assert arms("method=cass", "arm=cnn") == {"cnn", "vit"}  # the pair pretrains both
+    assert arms("-m", "method=simclr", "arm=cnn,vit") == {"cnn", "vit"}
