@@ -36,7 +36,7 @@ from cass_hpc.knn import start_scores, validation_monitor
 from cass_hpc.methods import METHODS, method_entry
 from cass_hpc.models import ArmSpec, arm_identity, build_arm
 from cass_hpc.pretrain import PretrainConfig, pretrain
-from cass_hpc.pretrained import OFFLINE_ENV, check_starting_weights, starting_weights
+from cass_hpc.pretrained import OFFLINE_ENV, check_starting_weights, starting_records
 from cass_hpc.speed import StepSpeed
 
 log = logging.getLogger(__name__)
@@ -155,20 +155,19 @@ def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
     (indices into the training split). Raises ValueError naming the value and what to do."""
     method_entry(spec.method).check(spec.method, spec.arm, spec.method_params, spec.arms[spec.arm])
     # the starting weights are on this machine, offline (every missing one named at once)
-    check_starting_weights({arm: spec.arms[arm] for arm in _starting_arms(spec)})
+    check_starting_weights(starting_arms(spec))
     labels = split_labels(manifest, "train", spec.split_seed)
     return label_fraction_indices(labels, spec.label_fraction, spec.seed, manifest.num_classes)
 
 
-def _starting_arms(spec: CellSpec) -> list[str]:
+def starting_arms(spec: CellSpec) -> dict[str, ArmSpec]:
     """The arms whose starting weights this cell reads: those it pretrains, or the one it
     fine-tunes from scratch."""
-    return sorted(pretrained_arms(spec)) if spec.pretrain is not None else [spec.arm]
-
-
-def starting_record(spec: CellSpec) -> dict[str, dict[str, str | None]]:
-    """Per arm this cell starts from: init (random, imagenet:<tag>, local:<path>), file, sha256."""
-    return {a: starting_weights(a, spec.arms[a]).record() for a in _starting_arms(spec)}
+    return (
+        dict(sorted(pretrained_arms(spec).items()))
+        if spec.pretrain is not None
+        else {spec.arm: spec.arms[spec.arm]}
+    )
 
 
 def run_pretraining(
@@ -227,7 +226,7 @@ def _pretrain(spec: CellSpec, manifest: Manifest, accelerator: Accelerator, out_
         "image_size": spec.image_size,
         "arms": {a: {"name": s.name, "kwargs": dict(s.kwargs)}
                  for a, s in pretrained_arms(spec).items()},
-        "init": starting_record(spec),  # where each net started: init, file, sha256
+        "init": starting_records(starting_arms(spec)),  # where each net started: init, file, sha256
     }  # fmt: skip
     store.write_json(out_dir / PRETRAIN_NETS, nets)  # for cass_hpc.export
     speed = StepSpeed.configured(accelerator.device, spec.speed)
@@ -387,7 +386,9 @@ def _run(
         "dataset_path": str(Path(spec.dataset_path).expanduser().resolve()),
         "image_size": spec.image_size,
         "backbone_kwargs": dict(spec.arms[spec.arm].kwargs),
-        "init": starting_record(spec),  # per arm: init, file, sha256 of the starting weights
+        "init": starting_records(
+            starting_arms(spec)
+        ),  # per arm: init, file, sha256 of the starting weights
         "environment": {k: os.environ.get(k) for k in OFFLINE_ENV},  # the hub was off
         "split_seed": spec.split_seed,  # None: the packed split
         "split_file": None if split_path is None else str(split_path),

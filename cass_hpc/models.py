@@ -77,6 +77,10 @@ class Arm(nn.Module):
     def forward(self, images: Tensor) -> Tensor:
         return self.net((images - self.mean) / self.std)
 
+    def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        """The (mean, std) it normalises with: to wrap its net in another ``Arm`` (a head)."""
+        return tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist())
+
     def features(self, images: Tensor) -> Tensor:
         """The pooled features before the classifier (what fine-tuning keeps of the net)."""
         net = self.net

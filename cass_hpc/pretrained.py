@@ -70,6 +70,11 @@ class MissingWeightsError(ValueError):
         )
 
 
+def starting_records(arms: dict[str, ArmSpec]) -> dict[str, dict[str, str | None]]:
+    """Per arm: init (random, imagenet:<tag>, local:<path>), file, sha256 (results.json)."""
+    return {arm: starting_weights(arm, spec).record() for arm, spec in arms.items()}
+
+
 def check_starting_weights(arms: dict[str, ArmSpec]) -> None:
     """Every arm's starting weights are here (:func:`starting_weights`); the arms missing from
     the cache are named together in one MissingWeightsError, so one fetch fixes them all."""
@@ -137,7 +142,6 @@ def cached_file(source: HubSource, cache: Path | None = None) -> Path | None:
 class StartingWeights:
     """One arm's starting point: what the records and keys say about it."""
 
-    init: str  # random | imagenet | local
     label: str  # random | imagenet:<tag> | local:<path>
     file: Path | None  # the weights file read (None: random init)
     sha256: str | None  # of that file
@@ -156,7 +160,7 @@ def starting_weights(arm: str, spec: ArmSpec) -> StartingWeights:
     """
     init = spec.source
     if init == "random":
-        return StartingWeights("random", "random", None, None)
+        return StartingWeights("random", None, None)
     if init == "local" and not spec.pretrained:  # only the arms a cell uses need one
         raise ValueError(
             f"init=local needs weights.{arm}=FILE: the {arm} arm's starting weights (a local "
@@ -170,12 +174,12 @@ def starting_weights(arm: str, spec: ArmSpec) -> StartingWeights:
                 f"weights file (never downloaded)"
             )
         label = f"imagenet:{spec.tag}" if init == "imagenet" else f"local:{path}"
-        return StartingWeights(init, label, path.resolve(), sha256(path))
+        return StartingWeights(label, path.resolve(), sha256(path))
     tag = imagenet_tag(arm, spec)
     found = cached_file(hub_source(tag))
     if found is None:
         raise MissingWeightsError({arm: tag})
-    return StartingWeights("imagenet", f"imagenet:{tag}", found, sha256(found))
+    return StartingWeights(f"imagenet:{tag}", found, sha256(found))
 
 
 def imagenet_tag(arm: str, spec: ArmSpec) -> str:

@@ -79,8 +79,9 @@ def grid_arms(overrides: Sequence[str]) -> list[tuple[str, ArmSpec]]:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         base = compose("config", fixed, return_hydra_config=True)
         swept = OmegaConf.select(base, "hydra.sweeper.params") or {}
+        on_line = {o.key_or_group for o in parsed}
         for key, text in swept.items():  # an experiment's sweep, unless the command line set it
-            if key not in sweeps and key not in {o.key_or_group for o in parsed}:
+            if key not in on_line:
                 sweeps[key] = parser.parse_overrides([f"{key}={text}"])[0]
         options = [
             [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]

@@ -56,7 +56,9 @@ def one_arm(
     """The builder of a per-arm method ``make(arm, backbone, config(**params))`` (pooled
     features: the method puts its own head on the backbone)."""
 
-    def build(arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]):  # noqa: ANN202
+    def build(
+        arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]
+    ) -> PretrainMethod:
         if len(arms) != 1:
             raise ValueError(f"this method pretrains one backbone per run, got {sorted(arms)}")
         ((arm, spec),) = arms.items()

@@ -82,9 +82,7 @@ class ProjectedArm(Arm):
     backbone alone, which is what fine-tuning receives."""
 
     def __init__(self, arm: Arm, hidden: int, out: int) -> None:
-        super().__init__(
-            arm.net, tuple(arm.mean.flatten().tolist()), tuple(arm.std.flatten().tolist())
-        )
+        super().__init__(arm.net, *arm.stats())
         self.projector = projector(arm.net.num_features, hidden, out)
 
     def forward(self, images: Tensor) -> Tensor:

@@ -79,7 +79,7 @@ class MAEArm(Arm):
     def __init__(self, arm: Arm, cfg: MAEConfig) -> None:
         vit = arm.net
         check_vit(vit, cfg)
-        super().__init__(vit, tuple(arm.mean.flatten().tolist()), tuple(arm.std.flatten().tolist()))
+        super().__init__(vit, *arm.stats())
         self.cfg = cfg
         self.encoder = MaskedVisionTransformerTIMM(
             vit=vit, weight_initialization="skip", pos_embed_initialization="skip"

@@ -23,9 +23,7 @@ class HeadedArm(Arm):
     alone, which is what fine-tuning and the k-NN monitor receive."""
 
     def __init__(self, arm: Arm, head: nn.Module) -> None:
-        super().__init__(
-            arm.net, tuple(arm.mean.flatten().tolist()), tuple(arm.std.flatten().tolist())
-        )
+        super().__init__(arm.net, *arm.stats())
         self.head = head
 
     def forward(self, images: Tensor) -> Tensor:
