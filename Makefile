@@ -8,7 +8,7 @@ RUNS ?= runs
 DEMO_DATA ?= data/demo
 SLURM_STATE ?= /tmp/cass-slurm
 
-.PHONY: help install demo test test-slow lint lock clean benchmark benchmark-local weights task-elpv \
+.PHONY: help install demo test test-slow lint lock clean benchmark benchmark-local weights task-elpv task-radiogalaxy \
 	container \
 	test-container \
 	bench bench-gpu
@@ -63,21 +63,43 @@ benchmark-local: install  ## the same grid shrunk (synthetic data, 2 seeds, tiny
 	  || { SLURM_CONF=$(SLURM_STATE)/etc/slurm.conf $(PY) -m cass_hpc.status $(RUNS)/local/paper; exit 1; }
 	$(PY) -m cass_hpc.collect $(RUNS)/local/paper
 
-# A real task the toolkit was not tuned on (preprocess/readers/elpv.py: solar-cell EL scans from
-# the elpv-dataset package, module-disjoint test split): the field's methods beside CASS+ and
-# supervised through the public CLI, then the collector's tables and verdict lines. Measured on
-# 2 cores: simclr,cass_plus,supervised × 3 seeds × 10 epochs at 64 px took 35 min.
-TASK_METHODS ?= simclr,cass_plus,supervised
+# The field's pretraining methods on real tasks the toolkit was not tuned on, each as one target
+# that packs the task, runs its grid through the public CLI and writes its results page
+# (docs/results/<task>.md + .png; docs/results/README.md says what each task is):
+#   task-elpv         solar-cell EL scans (elpv-dataset), 3 defect classes, test = other modules
+#   task-radiogalaxy  VLA FIRST radio galaxies (firstgalaxydata), 4 classes, test = another sky region
+# Every method × both arms × TASK_SEEDS at 10 % labels, 64 px, TASK_EPOCHS pretraining epochs;
+# DINO at the small-data setting (4,096 prototypes, no local crops: solo-learn's CIFAR recipe),
+# MAE on the ViT only. About 55 min per task on 2 cores (docs/results says what each took).
+TASK_METHODS ?= simclr,vicreg,byol,cass,cass_plus,supervised
+TASK_DINO ?= dino
+TASK_MAE ?= mae
 TASK_SEEDS ?= 0,1,2
-TASK_EPOCHS ?= 10
+TASK_EPOCHS ?= 4
 TASK_EXTRA ?=
+DINO_SMALL ?= method.params.out_dim=4096 method.params.local_crops=0
+PAGE_DIR ?= docs/results
 ELPV_DATA ?= data/elpv
-task-elpv: install  ## the real elpv task: pack, run TASK_METHODS × both arms × TASK_SEEDS at 10 % labels, collect
+RADIOGALAXY_DATA ?= data/radiogalaxy
+# $(1): the task (dataset and experiment name), $(2): its packed folder
+define field_task
+	@start=$$(date +%s); set -e; \
+	grid="$(PY) -m cass_hpc.run -m experiment=field dataset=$(1) dataset.path=$(2) \
+	  experiment_name=$(1) seed=$(TASK_SEEDS) pretrain.epochs=$(TASK_EPOCHS) runs_dir=$(RUNS)"; \
+	$$grid method=$(TASK_METHODS) $(TASK_EXTRA); \
+	if [ -n "$(TASK_DINO)" ]; then $$grid method=$(TASK_DINO) $(DINO_SMALL) $(TASK_EXTRA); fi; \
+	if [ -n "$(TASK_MAE)" ]; then $$grid method=$(TASK_MAE) arm=vit $(TASK_EXTRA); fi; \
+	echo "$(1): the grid took $$(( ($$(date +%s) - start) / 60 )) min"; \
+	$(PY) -m cass_hpc.collect $(RUNS)/$(1) --page $(PAGE_DIR)
+endef
+
+task-elpv: install  ## the real elpv task (solar-cell scans): pack, the field's grid, its page in docs/results
 	$(PY) -m preprocess elpv package $(ELPV_DATA) --image-size 64
-	$(PY) -m cass_hpc.run -m experiment=field dataset=elpv dataset.path=$(ELPV_DATA) \
-	  experiment_name=elpv method=$(TASK_METHODS) seed=$(TASK_SEEDS) \
-	  pretrain.epochs=$(TASK_EPOCHS) runs_dir=$(RUNS) $(TASK_EXTRA)
-	$(PY) -m cass_hpc.collect $(RUNS)/elpv
+	$(call field_task,elpv,$(ELPV_DATA))
+
+task-radiogalaxy: install  ## the real radiogalaxy task (FIRST radio galaxies): pack, grid, page
+	$(PY) -m preprocess radiogalaxy package $(RADIOGALAXY_DATA) --image-size 64
+	$(call field_task,radiogalaxy,$(RADIOGALAXY_DATA))
 
 # Speed (issue 15; cass_hpc/bench/PERF.md): CASS's step against DINO's (P1), its loader (P2) and
 # the machine's matmul ceiling (P3). The CPU by default; on a GPU node the same command measures the GPU.

@@ -31,15 +31,18 @@ lives in :mod:`cass_hpc.report`.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
 
 from cass_hpc import store
-from cass_hpc.report import arms, plots, records, render, settings
+from cass_hpc.report import arms, page, plots, records, render, settings
 from cass_hpc.report.build import Report, build_report
-from cass_hpc.report.paper import canonical_dataset
+from cass_hpc.report.format import slug
+from cass_hpc.report.paper import canonical_dataset, metric_for
 from cass_hpc.report.records import CollectError
 from cass_hpc.report.tables import SPREADS
 
@@ -106,6 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=Path, default=None, help="folder for the files (default: RUNDIR/summary)"
     )
     parser.add_argument("--no-plots", action="store_true", help="write no PNG plots")
+    parser.add_argument(
+        "--page",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also write each task's results page to DIR: <dataset>.md (per method and arm: "
+        "score, paired Δ vs supervised, k-NN start → end, pretraining time; the verdict "
+        "lines) and <dataset>.png (docs/results holds the published ones)",
+    )
     return parser
 
 
@@ -117,8 +129,10 @@ def collect(
     console: Console,
     errors: Console,
     draw_plots: bool = True,
+    page: Path | None = None,
 ) -> list[Path]:
-    """Load, tabulate, print and write; returns the paths written. Raises CollectError."""
+    """Load, tabulate, print and write (and the task pages to ``page``); returns the paths
+    written. Raises CollectError."""
 
     def warn(message: str) -> None:
         errors.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
@@ -165,7 +179,45 @@ def collect(
     say(f"collected {len(frame)} cell result(s) from {len(paths)} results.json ({skipped} skipped)")
     for note in notes + arm_notes + report.notes:
         say(f"note: {note}")
-    return _write(report, out, warn, {"val_selected.csv": choices.to_csv(index=False)})
+    written = _write(report, out, warn, {"val_selected.csv": choices.to_csv(index=False)})
+    if page is not None:
+        written += _write_pages(frame, report, metric_choices, page, warn, draw_plots)
+    return written
+
+
+def _write_pages(
+    frame: pd.DataFrame,
+    report: Report,
+    metric_choices: dict[str, str],
+    out: Path,
+    warn: Callable[[str], None],
+    draw_plots: bool,
+) -> list[Path]:
+    """One page per (experiment, dataset) of the main grids: ``<dataset>.md`` and ``.png``
+    (``<experiment>-<dataset>`` when a dataset has several experiments)."""
+    pairs = frame[["experiment", "dataset"]].drop_duplicates().itertuples(index=False)
+    metrics = {(e, d): metric_for(str(d), metric_choices) for e, d in pairs}
+    rows = page.page_rows(frame, report.summary, report.paired, metrics)
+    if rows.empty:
+        warn("--page: no cell of a main grid (no swept setting) to put on a page")
+        return []
+    experiments = rows.groupby("dataset")["experiment"].nunique()
+    command = "python -m cass_hpc.collect " + " ".join(sys.argv[1:])
+    written: list[Path] = []
+    for (experiment, dataset), part in rows.groupby(["experiment", "dataset"], sort=True):
+        stem = slug(dataset) if experiments[dataset] == 1 else f"{slug(experiment)}-{slug(dataset)}"
+        title = f"{dataset} ({experiment})"
+        drawn = None
+        if draw_plots:
+            path = out / f"{stem}.png"
+            drawn = plots.guarded(
+                lambda p=part, t=title, f=path: page.page_plot(p, t, f), warn, str(path)
+            )
+        lines = page.verdicts(report.paired, report.pretrain, experiment, dataset)
+        text = page.page_markdown(part, lines, drawn.name if drawn else None, command)
+        store.write_text(out / f"{stem}.md", text)
+        written += [out / f"{stem}.md", *([drawn] if drawn else [])]
+    return written
 
 
 def _write(
@@ -207,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         choices = parse_metric_choices(args.metric)
         written = collect(
-            args.rundirs, out, choices, args.spread, console, errors, not args.no_plots
+            args.rundirs, out, choices, args.spread, console, errors, not args.no_plots, args.page
         )
     except CollectError as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)

@@ -134,6 +134,9 @@ def parse_record(raw: object) -> dict[str, object]:
         [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
     )
     record.update(_parse_pretrain(raw.get("pretrain"), str(record["method"])))
+    # a cell without pretraining: the k-NN of the weights it fine-tuned from (its yardstick)
+    own = raw.get("knn_start") if isinstance(raw.get("knn_start"), dict) else {}
+    record["knn_start_own"] = _number_or_none(own.get(str(record["arm"])))
     record["overrides"] = {}
     return record
 
@@ -330,7 +333,7 @@ def records_frame(records: Iterable[Mapping[str, object]]) -> pd.DataFrame:
                    "pretrain_final_spread_cnn", "pretrain_final_spread_vit",
                    "pretrain_knn_chance", "pretrain_knn_final_cnn", "pretrain_knn_final_vit",
                    "pretrain_knn_s", "pretrain_knn_start_cnn",
-                   "pretrain_knn_start_vit"):  # fmt: skip
+                   "pretrain_knn_start_vit", "knn_start_own"):  # fmt: skip
         frame[column] = pd.to_numeric(frame.get(column), errors="coerce")
     split_seed = frame.get("split_seed", pd.Series(None, index=frame.index, dtype=object))
     frame["split_seed"] = pd.array(split_seed.tolist(), dtype="Int64")  # null: the packed split

@@ -89,8 +89,12 @@ def available_readers() -> dict[str, ReaderSpec]:
         elpv,
         folder,
         isic2019,
+        radiogalaxy,
         synthetic,
     )
 
-    modules = (isic2019, dermofit, brain_mri, autoimmune, folder, csvfile, synthetic, digits, elpv)
+    modules = (
+        isic2019, dermofit, brain_mri, autoimmune, folder, csvfile, synthetic, digits, elpv,
+        radiogalaxy,
+    )  # fmt: skip
     return {module.READER.name: module.READER for module in modules}
