@@ -59,7 +59,7 @@ class CollapseMonitor:
                 f"COLLAPSE: the {arm} net's output spread has been below {self.threshold} for "
                 f"{self.epochs} epoch(s) (epoch {epoch}: {value:.4g}; 0 = every image maps to one "
                 "direction). Its fine-tuning starts from a degenerate representation; try a "
-                'method that does not collapse (README, "Pretraining health and recipes": '
+                "method that does not collapse (docs/health.md: "
                 "cass_plus for the pair; simclr, vicreg or byol for one net), smaller learning "
                 "rates, or ImageNet weights (init=imagenet)."
             )

@@ -21,7 +21,7 @@ def class_weights(counts: np.ndarray | list[int], scheme: str = "inverse") -> Te
       terms like the rarest label's). All counts 0 give all ones.
     - ``minmax`` (the paper, App. F.3: "minimum-maximum normalised class distribution"):
       ``(n_c - min) / (max - min)``; all ones when every class has the same count. Taken
-      literally this gives the rarest class weight 0: see README, "Decisions".
+      literally this gives the rarest class weight 0: see docs/protocol.md.
     - ``frequency``: ``n_c / max`` (what the released notebooks did; majority class gets 1).
     - ``none``: all ones.
 

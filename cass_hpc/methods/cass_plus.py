@@ -1,7 +1,7 @@
 """CASS+ (OURS, not the paper's): cross-architecture self-supervision that does not collapse.
 
 The paper's CASS (``cass.py``) feeds one view to a CNN and a ViT and pulls their outputs together;
-from random init that objective is solved by collapse (README, "Collapse"). CASS+ keeps the
+from random init that objective is solved by collapse (docs/health.md). CASS+ keeps the
 cross-architecture pairing — the CNN's and the ViT's embeddings of an image are pulled together —
 and borrows three pieces from the non-contrastive literature:
 
@@ -17,8 +17,8 @@ and borrows three pieces from the non-contrastive literature:
   two nets' projections.
 
 Loss = ``λ·MSE(z_cnn, z_vit) + μ·[v(z_cnn) + v(z_vit)] + ν·[c(z_cnn) + c(z_vit)]`` with VICReg's
-λ = μ = 25, ν = 1. ``README.md`` ("Pretraining health and recipes") has the measurements behind
-each choice.
+λ = μ = 25, ν = 1. ``docs/health.md`` ("CASS+ and the recipes measured") has the measurements
+behind each choice.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ balanced accuracy for ISIC-2019):
 
 in percentage points. A dataset participates at f when CASS and B both have a mean for both
 arms there. Fed the paper's Tables 2-5 this gives +10.13 (100 %), as the abstract states, but
-+5.21 (10 %) and −7.45 (1 %) where the abstract states 5.9 and 3.8 (see README).
++5.21 (10 %) and −7.45 (1 %) where the abstract states 5.9 and 3.8 (see docs/report.md).
 
 Example:
     >>> gains_frame(summary_rows)   # rows: dataset, method, arm, label_fraction, mean

@@ -8,8 +8,8 @@ variation between writers is what a representation has to learn. Not medical ima
 
 We pack each as an 8-bit grey image (count·255/16), replicated to RGB, resized to --image-size by
 the packer like any other source (at --image-size 64 it warns once that every scan was upscaled:
-expected here). The task checks pretraining recipes on real data (README, "Pretraining health
-and recipes"); it is small enough to run on 2 CPU cores at 64 px.
+expected here). The task checks pretraining recipes on real data (docs/health.md); it is small
+enough to run on 2 CPU cores at 64 px.
 """
 
 from __future__ import annotations

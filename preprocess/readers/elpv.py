@@ -36,9 +36,10 @@ between splits. The reader checks the run lengths and refuses a ``labels.csv`` t
 ``--seed`` (spread over the train modules; a first-N cap would keep only the first modules), and
 every defective and possibly-defective cell: train goes from 1,964 to 1,665 images, about 1.3×
 the digits task's 1,259, so ``experiment=recipes method=cass,cass_plus,supervised`` on it should
-take about 20 min on 2 CPU cores, well within an hour (scaled from the digits timings in README,
-not measured). ``--cap-functional 0`` keeps them all. Val and test are never capped. Leave the
-grid's ``split_seed`` unset: a re-drawn split pools all three and is no longer module-disjoint.
+take about 20 min on 2 CPU cores, well within an hour (scaled from the digits timings in
+docs/health.md, not measured). ``--cap-functional 0`` keeps them all. Val and test are never
+capped. Leave the grid's ``split_seed`` unset: a re-drawn split pools all three and is no longer
+module-disjoint.
 
 Class counts as packed by ``python -m preprocess elpv package OUT`` (seed 0):
 
