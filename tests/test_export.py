@@ -94,3 +94,33 @@ def test_export_refuses_unclear_or_unsafe_requests_in_one_line(
     assert main([str(pretraining), str(tmp_path / "taken.pth"), "--arm", "vit"]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert (tmp_path / "taken.pth").read_bytes() == b"mine"
+
+
+def test_item3_the_card_never_takes_a_run_store_name_and_out_stays_outside_every_run_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell = tmp_path / "runs" / "demo" / "cells" / "cass-vit-lf1-s0-abc"
+    other = tmp_path / "old" / "pretrain" / "cass-cnn-vit-def"  # another store's stage
+    for folder, record in ((cell, "results.json"), (other, "pretrain.json")):
+        folder.mkdir(parents=True)
+        (folder / record).write_text('{"kept": true}')
+    before = sorted(tmp_path.rglob("*"))
+    refusals = {
+        cell / "results.pth": f"OUT {cell / 'results.pth'}: its card would be named "
+        "results.json, the name of a run-store record; name OUT otherwise (e.g. model.pth)",
+        tmp_path / "STATE.pt": f"OUT {tmp_path / 'STATE.pt'}: its card would be named "
+        "STATE.json, the name of a run-store record; name OUT otherwise (e.g. model.pth)",
+        cell / "vit.pth": f"OUT {cell / 'vit.pth'} lies inside the run store "
+        f"{tmp_path / 'runs' / 'demo'}; export writes outside it (e.g. exports/{cell.name}.pth)",
+        other / "x" / "vit.pth": f"OUT {other / 'x' / 'vit.pth'} lies inside the run store "
+        f"{tmp_path / 'old'}; export writes outside it (e.g. exports/{cell.name}.pth)",
+        tmp_path / "vit.SAFETENSORS": f"OUT {tmp_path / 'vit.SAFETENSORS'}: timm reads "
+        "safetensors only from a name ending in lowercase .safetensors; name it vit.safetensors",
+        tmp_path / "vit.JSON": f"OUT {tmp_path / 'vit.JSON'} must be the weights file "
+        "(e.g. model.pth), not the card",
+    }
+    for out, line in refusals.items():
+        assert main([str(cell), str(out), "--overwrite"]) == 2
+        assert capsys.readouterr().err == f"error: {line}\n"
+    assert sorted(tmp_path.rglob("*")) == before
+    assert (cell / "results.json").read_text() == '{"kept": true}'
