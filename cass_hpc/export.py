@@ -29,7 +29,7 @@ import torch
 from cass_hpc import store
 from cass_hpc.cell import CELL_FILES, PRETRAIN_NETS
 from cass_hpc.jobstate import STATE_FILE
-from cass_hpc.models import normalisation
+from cass_hpc.models import normalisation, read_state_dict
 
 CARD_SCHEMA = "cass-hpc-export/1"
 EXIT_OK, EXIT_USAGE = 0, 2
@@ -82,7 +82,7 @@ def _from_cell(directory: Path, arm: str | None) -> tuple[dict[str, torch.Tensor
             "test_metrics": record.get("metrics"),
         },  # fmt: skip
     }
-    return _read_state(weights), card
+    return _read_state(weights, card["timm_name"]), card
 
 
 def _from_pretraining(directory: Path, arm: str | None) -> tuple[dict[str, torch.Tensor], dict]:
@@ -100,7 +100,7 @@ def _from_pretraining(directory: Path, arm: str | None) -> tuple[dict[str, torch
     if arm not in nets["arms"]:
         raise ValueError(f"--arm {arm}: {directory.name} trained only {', '.join(arms)}")
     spec = nets["arms"][arm]
-    state = _read_state(directory / f"{arm}.pt")  # its head is dropped by export()
+    state = _read_state(directory / f"{arm}.pt", spec["name"])  # its head: dropped by export()
     card = {
         "timm_name": spec["name"],
         "timm_kwargs": spec["kwargs"],
@@ -120,15 +120,19 @@ def _from_pretraining(directory: Path, arm: str | None) -> tuple[dict[str, torch
     return state, card
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
+def _read_state(path: Path, model: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"{path}: no such weights file")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_state_dict(path, model)  # the one reader of weights files: one line on error
 
 
 def check_out(directory: Path, out: Path) -> None:
     """Refuse an OUT that is the card, whose card would take a run-store record's name, or that
     lies in a run store (a card there could replace a record the grid and collector read)."""
+    if out.is_dir():
+        raise ValueError(
+            f"OUT {out} is a folder; give the weights file to write (e.g. {out / 'model.pth'})"
+        )
     if out.suffix.lower() == ".json":
         raise ValueError(f"OUT {out} must be the weights file (e.g. model.pth), not the card")
     if out.suffix.lower() == ".safetensors" and out.suffix != ".safetensors":
@@ -169,9 +173,18 @@ def export(directory: Path, out: Path, arm: str | None = None, overwrite: bool =
         if path.exists() and not overwrite:
             raise ValueError(f"{path} exists; pass --overwrite to replace it")
     state, card = load_source(directory, arm)
-    net = timm.create_model(
-        card["timm_name"], pretrained=False, num_classes=card["num_classes"], **card["timm_kwargs"]
-    )
+    try:
+        net = timm.create_model(
+            card["timm_name"],
+            pretrained=False,
+            num_classes=card["num_classes"],
+            **card["timm_kwargs"],
+        )
+    except RuntimeError as err:  # timm: "Unknown model (...)"
+        raise ValueError(
+            f"{directory}: its record names timm model {card['timm_name']!r}, which timm "
+            f"{timm.__version__} cannot build ({err})"
+        ) from None
     if card["num_classes"] == 0:  # a pretraining's backbone: its projection head is dropped
         head = str(net.pretrained_cfg.get("classifier", "head"))
         state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
