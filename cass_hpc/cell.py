@@ -188,6 +188,7 @@ def run_pretraining(
     assert spec.pretrain is not None
     key = pretrain_key(spec, manifest)
     out_dir = pretrain_dir(spec, key)
+    store.check_folder(out_dir)
     done = out_dir / "pretrain.json"
     if not is_done(done):
         with store.exclusive(out_dir) if lock else contextlib.nullcontext():
@@ -248,6 +249,7 @@ def run_cell(spec: CellSpec, overrides: list[str] | None = None) -> dict[str, An
     indices = check_cell(spec, manifest)
     key = cell_key(spec, manifest)
     results_path = cell_dir(spec, key) / "results.json"
+    store.check_folder(results_path.parent)  # a file where its folder belongs: one line
     if why := jobstate.unusable(results_path):
         log.warning("%s: computing the cell again", why)
     elif results_path.exists():  # usable: done
@@ -279,6 +281,7 @@ def run_pretrain_stage(spec: CellSpec, overrides: list[str] | None = None) -> di
     _set_threads(spec)
     manifest = read_manifest(spec.dataset_path, verify=spec.verify_shards)
     directory = pretrain_dir(spec, pretrain_key(spec, manifest))
+    store.check_folder(directory)
     if is_done(directory / "pretrain.json"):
         log.info("pretraining already done: %s", directory)
         return store.read_json(directory / "pretrain.json")

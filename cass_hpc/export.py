@@ -4,7 +4,8 @@ DIR is a fine-tuned cell (``runs/<exp>/cells/<…>/``: ``results.json`` + ``mode
 pretraining (``runs/<exp>/pretrain/<…>/``: ``pretrain.json`` + ``<arm>.pt``; ``--arm`` picks the
 net when it trained two). OUT gets the weights (``torch.save`` of a state dict, or safetensors
 when OUT ends in ``.safetensors``) and ``OUT`` with suffix ``.json`` the card: timm name and
-kwargs, classes, input size and normalisation, and where the weights came from. Nothing of
+kwargs, classes, input size and normalisation, and where the weights came from. OUT lies
+outside every run store, and its card never takes a run-store record's name. Nothing of
 cass-hpc is needed to use them::
 
     net = timm.create_model(card["timm_name"], num_classes=card["num_classes"],
@@ -27,10 +28,14 @@ import torch
 
 from cass_hpc import store
 from cass_hpc.cell import CELL_FILES, PRETRAIN_NETS
-from cass_hpc.models import normalisation
+from cass_hpc.jobstate import STATE_FILE
+from cass_hpc.models import normalisation, read_state_dict
 
 CARD_SCHEMA = "cass-hpc-export/1"
 EXIT_OK, EXIT_USAGE = 0, 2
+STAGE_RECORDS = ("results.json", "pretrain.json", PRETRAIN_NETS, STATE_FILE)  # mark a stage folder
+RESERVED_CARDS = {*STAGE_RECORDS, "manifest.json"}  # names a card must never take (+ a dataset's)
+STAGE_KINDS = ("cells", "pretrain")  # <run store>/<kind>/<stage folder>
 
 
 def load_source(directory: Path, arm: str | None = None) -> tuple[dict[str, torch.Tensor], dict]:
@@ -77,7 +82,7 @@ def _from_cell(directory: Path, arm: str | None) -> tuple[dict[str, torch.Tensor
             "test_metrics": record.get("metrics"),
         },  # fmt: skip
     }
-    return _read_state(weights), card
+    return _read_state(weights, card["timm_name"]), card
 
 
 def _from_pretraining(directory: Path, arm: str | None) -> tuple[dict[str, torch.Tensor], dict]:
@@ -95,7 +100,7 @@ def _from_pretraining(directory: Path, arm: str | None) -> tuple[dict[str, torch
     if arm not in nets["arms"]:
         raise ValueError(f"--arm {arm}: {directory.name} trained only {', '.join(arms)}")
     spec = nets["arms"][arm]
-    state = _read_state(directory / f"{arm}.pt")  # its head is dropped by export()
+    state = _read_state(directory / f"{arm}.pt", spec["name"])  # its head: dropped by export()
     card = {
         "timm_name": spec["name"],
         "timm_kwargs": spec["kwargs"],
@@ -115,10 +120,47 @@ def _from_pretraining(directory: Path, arm: str | None) -> tuple[dict[str, torch
     return state, card
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
+def _read_state(path: Path, model: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ValueError(f"{path}: no such weights file")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return read_state_dict(path, model)  # the one reader of weights files: one line on error
+
+
+def check_out(directory: Path, out: Path) -> None:
+    """Refuse an OUT that is the card, whose card would take a run-store record's name, or that
+    lies in a run store (a card there could replace a record the grid and collector read)."""
+    if out.is_dir():
+        raise ValueError(
+            f"OUT {out} is a folder; give the weights file to write (e.g. {out / 'model.pth'})"
+        )
+    if out.suffix.lower() == ".json":
+        raise ValueError(f"OUT {out} must be the weights file (e.g. model.pth), not the card")
+    if out.suffix.lower() == ".safetensors" and out.suffix != ".safetensors":
+        raise ValueError(
+            f"OUT {out}: timm reads safetensors only from a name ending in lowercase "
+            f".safetensors; name it {out.with_suffix('.safetensors').name}"
+        )
+    card = out.with_suffix(".json")
+    if card.name.lower() in RESERVED_CARDS:
+        raise ValueError(
+            f"OUT {out}: its card would be named {card.name}, the name of a run-store record; "
+            f"name OUT otherwise (e.g. model.pth)"
+        )
+    if (home := _run_store(directory.resolve(), out.resolve())) is not None:
+        raise ValueError(
+            f"OUT {out} lies inside the run store {home}; export writes outside it "
+            f"(e.g. exports/{directory.name}.pth)"
+        )
+
+
+def _run_store(source: Path, out: Path) -> Path | None:
+    """The run store (DIR's, or any stage folder's) that holds ``out``; None if none does."""
+    if source.parent.name in STAGE_KINDS and out.is_relative_to(source.parent.parent):
+        return source.parent.parent
+    for folder in out.parents:
+        if any((folder / name).is_file() for name in STAGE_RECORDS):
+            return folder.parent.parent if folder.parent.name in STAGE_KINDS else folder
+    return None
 
 
 def export(directory: Path, out: Path, arm: str | None = None, overwrite: bool = False) -> dict:
@@ -126,15 +168,23 @@ def export(directory: Path, out: Path, arm: str | None = None, overwrite: bool =
 
     The weights are checked to load into the timm model strictly before anything is written."""
     out, card_path = Path(out), Path(out).with_suffix(".json")
-    if out.suffix == ".json":
-        raise ValueError(f"OUT {out} must be the weights file (e.g. model.pth), not the card")
+    check_out(Path(directory), out)
     for path in (out, card_path):
         if path.exists() and not overwrite:
             raise ValueError(f"{path} exists; pass --overwrite to replace it")
     state, card = load_source(directory, arm)
-    net = timm.create_model(
-        card["timm_name"], pretrained=False, num_classes=card["num_classes"], **card["timm_kwargs"]
-    )
+    try:
+        net = timm.create_model(
+            card["timm_name"],
+            pretrained=False,
+            num_classes=card["num_classes"],
+            **card["timm_kwargs"],
+        )
+    except RuntimeError as err:  # timm: "Unknown model (...)"
+        raise ValueError(
+            f"{directory}: its record names timm model {card['timm_name']!r}, which timm "
+            f"{timm.__version__} cannot build ({err})"
+        ) from None
     if card["num_classes"] == 0:  # a pretraining's backbone: its projection head is dropped
         head = str(net.pretrained_cfg.get("classifier", "head"))
         state = {k: v for k, v in state.items() if not k.startswith(head + ".")}
@@ -157,7 +207,7 @@ def export(directory: Path, out: Path, arm: str | None = None, overwrite: bool =
             + ")"
         ),
     }
-    if out.suffix == ".safetensors":
+    if out.suffix == ".safetensors":  # check_out refused other cases: timm would not read them
         from safetensors.torch import save_file
 
         store.atomic_write(out, lambda tmp: save_file(_contiguous(state), str(tmp)))
@@ -192,7 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("directory", metavar="DIR", type=Path, help="a cell or pretraining folder")
     parser.add_argument(
-        "out", metavar="OUT", type=Path, help="weights file to write (.pth, or .safetensors)"
+        "out",
+        metavar="OUT",
+        type=Path,
+        help="weights file to write outside the run store (.pth, or .safetensors)",
     )
     parser.add_argument("--arm", choices=("cnn", "vit"), help="which net of a pretraining pair")
     parser.add_argument("--overwrite", action="store_true", help="replace OUT and its card")

@@ -7,16 +7,94 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
+import reprlib
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from cass_hpc import store
 
+log = logging.getLogger(__name__)
+
 STATE_FILE = "state.json"
 SUBMISSIONS = "submissions"  # <run store>/submissions/<sweep>.json: what one launch will run
+
+
+def _optional(*types: type) -> Callable[[object], bool]:
+    return lambda value: value is None or (isinstance(value, types) and not isinstance(value, bool))
+
+
+def _strings(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _objects(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)
+
+
+STATES = ("running", "done", "failed", "interrupted", "blocked")  # what a state.json may say
+# what status reads of each record, by field (a field may be absent): the shape it must have
+STATE_SHAPE: dict[str, Callable[[object], bool]] = {
+    "state": lambda v: v is None or v in STATES,
+    "overrides": lambda v: v is None or _strings(v),
+    "aliases": lambda v: isinstance(v, list) and all(map(_strings, v)),
+    "attempt": _optional(int),
+    "pid": _optional(int),
+    "host": _optional(str),
+    "slurm_job_id": _optional(str, int),
+    "log": _optional(str),
+    "error": _optional(str),
+}
+LAUNCH_SHAPE: dict[str, Callable[[object], bool]] = {
+    "pretrainings": _objects,
+    "cells": _objects,
+    "local": _optional(dict),
+    "sweep_dir": _optional(str),
+}
+ENTRY_SHAPE: dict[str, Callable[[object], bool]] = {
+    "key": _optional(str),
+    "dir": _optional(str),
+    "job_id": _optional(str),
+    "overrides": lambda v: v is None or _strings(v),
+    "pretrain": _optional(str),
+}
+ENTRY_REQUIRED = ("key", "dir")
+
+
+def shape_problem(
+    record: object, shape: Mapping[str, Callable[[object], bool]], required: tuple[str, ...] = ()
+) -> str | None:
+    """What is wrong with the shape of a decoded JSON record (one phrase), or None."""
+    if not isinstance(record, dict):
+        return f"top level is a JSON {type(record).__name__}, expected an object"
+    if missing := [name for name in required if record.get(name) is None]:
+        return f"missing {', '.join(map(repr, missing))}"
+    bad = next((k for k, fits in shape.items() if k in record and not fits(record[k])), None)
+    return None if bad is None else f"{bad!r} is {reprlib.repr(record[bad])}"
+
+
+def read_shaped(path: Path, shape: Mapping[str, Callable[[object], bool]]) -> dict[str, Any]:
+    """The JSON object at ``path`` if it has ``shape``; ValueError ``PATH is corrupt (why)``."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError included
+        raise ValueError(f"{path} is corrupt ({err})") from None
+    if problem := shape_problem(record, shape):
+        raise ValueError(f"{path} is corrupt ({problem})")
+    return record
+
+
+def read_launch(path: Path) -> dict[str, Any]:
+    """One launch record (:func:`record_launch`), its stage lists' entries checked too."""
+    record = read_shaped(path, LAUNCH_SHAPE)
+    for name in ("pretrainings", "cells"):
+        for index, entry in enumerate(record.get(name, [])):
+            if problem := shape_problem(entry, ENTRY_SHAPE, ENTRY_REQUIRED):
+                raise ValueError(f"{path} is corrupt ({name}[{index}]: {problem})")
+    return record
 
 
 def runtime() -> dict[str, Any]:
@@ -134,12 +212,20 @@ def record_launch(root: Path, sweep: Path, record: dict[str, Any]) -> None:
     store.write_json(root / SUBMISSIONS / f"{sweep.name}.json", stamped)
 
 
-def submitted(root: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def submitted(
+    root: Path, warn: Callable[[str], None] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The pretrainings and cells every launch into run store ``root`` planned (their keys,
     dirs, overrides; for SLURM their job ids and dependencies), oldest launch first. A local
     launch's stages have no job id (``None``) and carry ``local`` (its launcher's host and pid)
-    and ``sweep_dir`` (where submitit keeps its jobs)."""
-    records = [store.read_record(p) or {} for p in sorted((root / SUBMISSIONS).glob("*.json"))]
+    and ``sweep_dir`` (where submitit keeps its jobs). A corrupt record is left out, with one
+    line to ``warn`` (default: the log)."""
+    records = []
+    for path in sorted((root / SUBMISSIONS).glob("*.json")):
+        try:
+            records.append(read_launch(path))
+        except ValueError as err:
+            (warn or log.warning)(f"{err}; its stages are shown from their folders only")
     pretrainings, cells = [], []
     for r in records:
         extra = {"local": r["local"], "sweep_dir": r.get("sweep_dir")} if r.get("local") else {}

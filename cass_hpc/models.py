@@ -170,21 +170,7 @@ def load_weights(net: nn.Module, path: str | Path, model: str | None = None) -> 
         raise ValueError(
             f"pretrained weights file not found: {path} (weights are never downloaded)"
         )
-    expected = (
-        f"expected a state dict of tensors for timm model {model!r} "
-        f"(torch.save(model.state_dict(), FILE), or .safetensors)"
-    )
-    state = _read_weights(path, expected)
-    for wrapper in ("state_dict", "model"):  # common checkpoint wrappers
-        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
-            state = state[wrapper]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: holds {_a(type(state).__name__)}, not a state dict; {expected}")
-    for key, value in state.items():
-        if not isinstance(value, Tensor):
-            raise ValueError(
-                f"{path}: entry {key!r} is {_a(type(value).__name__)}, not a tensor; {expected}"
-            )
+    state = read_state_dict(path, model)
     own = net.state_dict()
     # A head of another width (1000-way ImageNet vs. our classes) is dropped and left at init.
     state = {k: v for k, v in state.items() if not (k in own and own[k].shape != v.shape)}
@@ -198,10 +184,34 @@ def load_weights(net: nn.Module, path: str | Path, model: str | None = None) -> 
         )
 
 
+def read_state_dict(path: Path, model: str) -> dict[str, Tensor]:
+    """The state dict of tensors in weights or checkpoint file ``path`` (for timm model
+    ``model``; a ``state_dict``/``model`` wrapper unwrapped): the one reader of every weights
+    file (init=local, maps, export). ValueError, one line naming the file and what was expected."""
+    expected = (
+        f"expected a state dict of tensors for timm model {model!r} "
+        f"(torch.save(model.state_dict(), FILE), or .safetensors)"
+    )
+    if path.is_dir():
+        raise ValueError(f"{path}: a folder, not a weights file; {expected}")
+    state = _read_weights(path, expected)
+    for wrapper in ("state_dict", "model"):  # common checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
+            state = state[wrapper]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: holds {_a(type(state).__name__)}, not a state dict; {expected}")
+    for key, value in state.items():
+        if not isinstance(value, Tensor):
+            raise ValueError(
+                f"{path}: entry {key!r} is {_a(type(value).__name__)}, not a tensor; {expected}"
+            )
+    return state
+
+
 def _read_weights(path: Path, expected: str) -> object:
     """The object a weights file holds; ValueError naming the file with our reason (torch's own
     message suggests weights_only=False, which would run code from the file)."""
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors":
         from safetensors.torch import load_file
 
         try:
@@ -212,7 +222,7 @@ def _read_weights(path: Path, expected: str) -> object:
         with warnings.catch_warnings():  # a plain pickle: torch warns, then we refuse it anyway
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
+    except (pickle.UnpicklingError, KeyError, IndexError, ValueError) as err:  # text: KeyError
         reason = (
             "not a torch.save file of tensors (another format, or it pickles Python objects "
             "besides tensors, which are never unpickled)"

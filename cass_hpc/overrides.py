@@ -3,7 +3,8 @@
 Hydra answers a mistyped key (``pretrain.epoch=1``) with "To append to your config use
 +pretrain.epoch=1", which then composes and fails later (no such setting). ``check_overrides``
 names the key and the nearest real one instead; ``check_command_line`` applies it to the
-arguments of ``python -m cass_hpc.run`` before Hydra starts. Usage::
+arguments of ``python -m cass_hpc.run`` before Hydra starts (and refuses a file where the run
+store's folder belongs, before Hydra makes its output folder there). Usage::
 
     check_overrides(["pretrain.epoch=1"], cfg)
     # ValueError: unknown key pretrain.epoch; did you mean pretrain.epochs?
@@ -25,7 +26,10 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
 from omegaconf import DictConfig, OmegaConf
 
+from cass_hpc.store import check_folder
+
 HELP = "python -m cass_hpc.run --help lists the keys"
+STORE_KEYS = ("runs_dir", "experiment_name")  # the run store: runs_dir/experiment_name
 MAX_COMPOSED = 32  # configs composed to check one command line (one per swept group choice)
 
 
@@ -131,6 +135,11 @@ def check_command_line(argv: Sequence[str], config_dir: Path, config_name: str =
     unknown = unknown_keys(overrides, configs, groups)
     if unknown:
         raise ValueError(unknown_key_message(unknown[0], base, groups))
+    given = {o.key_or_group: o.value() for o in overrides if not o.is_sweep_override()}
+    for cfg in configs:  # Hydra makes its output folder in the run store before any check
+        runs_dir, name = (given.get(k, OmegaConf.select(cfg, k)) for k in STORE_KEYS)
+        if runs_dir is not None and name is not None:
+            check_folder(Path(str(runs_dir)) / str(name))
 
 
 class _Refused(Exception):

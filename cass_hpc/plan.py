@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cass_hpc import store
 from cass_hpc.cell import (
     CellSpec,
     cell_dir,
@@ -94,9 +95,12 @@ def plan_grid(items: Sequence[tuple[Sequence[str], CellSpec]]) -> Plan:
                 manifests[source] = read_manifest(spec.dataset_path, verify=spec.verify_shards)
             manifest = manifests[source]
             check_cell(spec, manifest)
+            key = cell_key(spec, manifest)
+            store.check_folder(cell_dir(spec, key))  # a file where its folder belongs
+            if spec.pretrain is not None:
+                store.check_folder(pretrain_dir(spec, pretrain_key(spec, manifest)))
         except ValueError as err:
             raise ValueError(f"cell [{where}]: {err}") from None
-        key = cell_key(spec, manifest)
         if key in seen:  # the same cell twice (e.g. threads=1 and threads=2): run it once
             continue
         seen.add(key)

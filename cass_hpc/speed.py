@@ -31,6 +31,10 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 VARIANTS = ("base", "auto", "channels_last", "fused", "compile", "epoch_reads")
+ALLOWED = {  # what a switch of each type accepts, as the error says it
+    bool: "true, false or null (the device's default)",
+    int: "an integer >= 0 (0 = once per epoch) or null (the device's default)",
+}
 
 
 @dataclass(frozen=True)
@@ -61,11 +65,17 @@ class StepSpeed:
     @classmethod
     def configured(cls, device: torch.device, settings: Mapping[str, Any] | None) -> StepSpeed:
         """``auto(device)`` with the switches ``settings`` sets (``conf/config.yaml: speed``;
-        None = the device's default). ValueError naming an unknown switch."""
+        None = the device's default). ValueError naming an unknown switch or a value of the
+        wrong type (``speed.compile=yes`` is not ``true``)."""
         chosen = {k: v for k, v in (settings or {}).items() if v is not None}
-        known = [f.name for f in fields(cls)]
-        if unknown := sorted(set(chosen) - set(known)):
-            raise ValueError(f"unknown speed switch(es) {unknown}; choose from {known}")
+        defaults = {f.name: f.default for f in fields(cls)}
+        if unknown := sorted(set(chosen) - set(defaults)):
+            raise ValueError(f"unknown speed switch(es) {unknown}; choose from {list(defaults)}")
+        for name, value in chosen.items():
+            if type(value) is not type(defaults[name]):  # bool is no int here, nor 1 a bool
+                raise ValueError(
+                    f"speed.{name} must be {ALLOWED[type(defaults[name])]}, got {value!r}"
+                )
         return replace(cls.auto(device), **chosen)
 
     @classmethod

@@ -18,14 +18,21 @@ import argparse
 import os
 import socket
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from cass_hpc import store
-from cass_hpc.jobstate import STATE_FILE, SUBMISSIONS, submitted, unusable
+from cass_hpc.jobstate import (
+    STATE_FILE,
+    STATE_SHAPE,
+    SUBMISSIONS,
+    read_shaped,
+    submitted,
+    unusable,
+)
 from cass_hpc.slurm_jobs import JobInfo, job_info
 
 ORDER = ("failed", "cancelled", "interrupted", "blocked", "requeued", "running", "waiting",
@@ -77,7 +84,10 @@ def classify(
     row: dict[str, Any] = {"stage": stage, "cell": directory.name, "error": "", "log": "",
                            "job": job or "", "where": ""}  # fmt: skip
     path = directory / STATE_FILE
-    state = (store.read_record(path) or {}) if path.exists() else {}
+    try:
+        state, corrupt = (read_shaped(path, STATE_SHAPE) if path.exists() else {}), ""
+    except ValueError as err:  # shown, not hidden: the stage's state is unknown until removed
+        state, corrupt = {}, f"{err}; delete it, then rerun the grid to run the stage again"
     row["log"] = state.get("log") or ""
     row["overrides"] = tuple(state.get("overrides") or ())
     row["aliases"] = [tuple(a) for a in state.get("aliases", [])]  # other jobs that found it done
@@ -86,6 +96,8 @@ def classify(
         return {**row, "status": "failed", "error": why}
     if record.exists():
         return {**row, "status": "done"}
+    if corrupt:
+        return {**row, "status": "failed", "error": corrupt}
     status = state.get("state")
     info = slurm.get(job or str(state.get("slurm_job_id") or ""))
     if status is None and job:  # the job never reported: SLURM's word
@@ -150,9 +162,12 @@ def _unreported(
     return {"status": "missing"}
 
 
-def submissions(rundir: Path) -> tuple[dict[str, dict], dict[str, dict]]:
-    """Pretrainings and cells by directory name, as the launcher recorded them (newest wins)."""
-    pretrainings, cells = submitted(rundir)
+def submissions(
+    rundir: Path, warn: Callable[[str], None] | None = None
+) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Pretrainings and cells by directory name, as the launcher recorded them (newest wins);
+    a corrupt launch record is left out, with one line to ``warn``."""
+    pretrainings, cells = submitted(rundir, warn)
     return _by_name(pretrainings), _by_name(cells)
 
 
@@ -184,9 +199,10 @@ def submitted_overrides(rundir: Path) -> list[tuple[str, ...]]:
     return [o for o in jobs if "stage=pretrain" not in o]  # plan.PRETRAIN_STAGE (no torch here)
 
 
-def status_rows(rundir: Path) -> list[dict[str, Any]]:
-    """Every stage of run store ``rundir``: its directories, its launches' plans and jobs."""
-    pre_jobs, cell_jobs = submissions(rundir)
+def status_rows(rundir: Path, warn: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Every stage of run store ``rundir``: its directories, its launches' plans and jobs (a
+    corrupt launch record: one line to ``warn``, default the log)."""
+    pre_jobs, cell_jobs = submissions(rundir, warn)
     slurm = job_info([j["job_id"] for j in (*pre_jobs.values(), *cell_jobs.values())
                       if j.get("job_id")])  # fmt: skip
     sweeps: dict[str, dict] = {}
@@ -257,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
         "path below the table, and where each running one runs. interrupted: started, then "
         "stopped (Ctrl-C, kill); rerun the same command to resume. missing: planned or "
         "submitted, never started, and its grid has ended; rerun the grid. Exit code 1 if any "
-        "failed, was cancelled or is blocked.",
+        "failed, was cancelled or is blocked, or a launch record (submissions/*.json) is "
+        "corrupt (named in one line; the rest is shown).",
     )
     parser.add_argument("rundir", type=Path, help="run store: runs/<experiment_name>")
     args = parser.parse_args(argv)
@@ -267,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
                       "here — is it a run store "
                       "(runs/<experiment_name>)?", markup=False)  # fmt: skip
         return 2
-    rows = status_rows(args.rundir)
+    corrupt: list[str] = []
+    rows = status_rows(args.rundir, corrupt.append)
     cells = sum(r["stage"] == "cell" for r in rows)
     table = Table(title=f"{args.rundir} — {len(rows) - cells} pretraining(s), {cells} cell(s)",
                   title_justify="left")  # fmt: skip
@@ -276,15 +294,15 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         table.add_row(r["stage"], r["status"], r.get("job", ""), r["cell"])
     console.print(table)
-    for line in detail_lines(rows):  # unwrapped below the table: long paths stay copyable
-        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    for line in [*detail_lines(rows), *(f"warning: {c}" for c in corrupt)]:  # unwrapped below
+        console.print(line, markup=False, highlight=False, soft_wrap=True)  # paths stay copyable
     counts = Counter(r["status"] for r in rows)
     for stage in ("pretrain", "cell"):
         mine = Counter(r["status"] for r in rows if r["stage"] == stage)
         if mine:
             console.print(f"{stage}: " + ", ".join(f"{mine[s]} {s}" for s in ORDER if mine[s]),
                           markup=False)  # fmt: skip
-    return 1 if counts["failed"] or counts["cancelled"] or counts["blocked"] else 0
+    return 1 if counts["failed"] or counts["cancelled"] or counts["blocked"] or corrupt else 0
 
 
 if __name__ == "__main__":

@@ -45,6 +45,18 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         raise
 
 
+def check_folder(path: Path) -> None:
+    """ValueError (one line) when ``path`` or a folder above it exists but is not a folder: a
+    file where the run store needs one (mkdir would raise NotADirectoryError/FileExistsError)."""
+    for folder in (path, *path.parents):
+        if folder.exists() and not folder.is_dir():
+            what = "" if folder == path else f" (for {path})"
+            raise ValueError(
+                f"{folder} is a file where the run store needs a folder{what}; move the file "
+                f"away or choose another runs_dir"
+            )
+
+
 def remove_temporaries(path: Path) -> list[Path]:
     """Remove what an interrupted :func:`atomic_write` of ``path`` left (``.<name>.*.tmp``
     beside it; nothing else), e.g. a checkpoint save killed half-way; returns them."""

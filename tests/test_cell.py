@@ -17,10 +17,12 @@ import torch
 from accelerate.utils import set_seed
 from conftest import REPO, run_module
 
-from cass_hpc.cell import CellSpec, run_cell
+from cass_hpc.cell import CellSpec, cell_dir, cell_key, run_cell
+from cass_hpc.data.shards import read_manifest
 from cass_hpc.finetune import FinetuneConfig
 from cass_hpc.knn import KnnMonitor
 from cass_hpc.models import ArmSpec
+from cass_hpc.plan import plan_grid
 from preprocess.__main__ import main as preprocess_main
 
 
@@ -157,3 +159,23 @@ def test_a_cell_keeps_its_weights_and_probabilities_which_reproduce_its_test_met
     assert (saved["test_targets"] == test.labels).all()
     again = classification_metrics(logits, torch.as_tensor(test.labels), 4)
     assert again["macro_f1"] == record["metrics"]["macro_f1"]
+
+
+def test_item6_a_file_where_a_cell_folder_belongs_is_one_line_in_the_grid_check_and_the_run(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    spec = _supervised_cell(tmp_path, tiny_dataset, 1.0)
+    folder = cell_dir(spec, cell_key(spec, read_manifest(tiny_dataset)))
+    folder.parent.mkdir(parents=True)
+    folder.write_text("not a folder")
+    line = (
+        f"{folder} is a file where the run store needs a folder; move the file away or choose "
+        "another runs_dir"
+    )
+    with pytest.raises(ValueError) as refused:
+        plan_grid([(["seed=0"], spec)])  # the grid's pre-check: nothing submitted
+    assert str(refused.value) == f"cell [seed=0]: {line}"
+    with pytest.raises(ValueError) as refused:
+        run_cell(spec)
+    assert str(refused.value) == line
+    assert folder.read_text() == "not a folder"

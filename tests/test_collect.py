@@ -435,3 +435,31 @@ def test_cells_from_a_collapsed_pretraining_are_called_out(tmp_path: Path, capsy
     out = capsys.readouterr().out
     assert "COLLAPSE" in out and "1 cell(s)" in out
     assert "COLLAPSE" in (tmp_path / "summary" / "results.md").read_text()
+
+
+def test_item2_infinity_or_nan_in_a_metric_is_a_corrupt_record_left_out_of_every_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = [result("inf", seed=2), result("nan", seed=3)]
+    paths = write_tree(tmp_path, [*two_seed_records(), *bad])
+    for path, value in zip(paths[-2:], ("Infinity", "NaN"), strict=True):
+        path.write_text(path.read_text().replace('"macro_f1": 0.8', f'"macro_f1": {value}'))
+    assert main([str(tmp_path), "--no-plots"]) == 0
+    captured = capsys.readouterr()
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        f"warning: {paths[-2]}: metric 'macro_f1' must be a finite number or null, got "
+        "Infinity; skipped",
+        f"warning: {paths[-1]}: metric 'macro_f1' must be a finite number or null, got NaN; "
+        "skipped",
+    ]
+    assert "collected 4 cell result(s) from 6 results.json (2 skipped)" in captured.out
+    assert "0.8500 ± 0.0050 (n=2)" in (tmp_path / "summary" / "results.md").read_text()
+
+
+def test_item2_a_null_metric_is_still_no_value_and_a_non_finite_optional_one_is_ignored() -> None:
+    raw = result("x") | {"val_metrics": {"macro_f1": float("inf")}}
+    raw["metrics"] = {"macro_f1": 0.8, "auroc": None}
+    parsed = rec.parse_record(raw)
+    assert parsed["metric.macro_f1"] == 0.8 and pd.isna(parsed["metric.auroc"])
+    assert pd.isna(parsed["val.macro_f1"])

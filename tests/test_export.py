@@ -94,3 +94,89 @@ def test_export_refuses_unclear_or_unsafe_requests_in_one_line(
     assert main([str(pretraining), str(tmp_path / "taken.pth"), "--arm", "vit"]) == 2
     assert "exists; pass --overwrite" in capsys.readouterr().err
     assert (tmp_path / "taken.pth").read_bytes() == b"mine"
+
+
+def test_item3_the_card_never_takes_a_run_store_name_and_out_stays_outside_every_run_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell = tmp_path / "runs" / "demo" / "cells" / "cass-vit-lf1-s0-abc"
+    other = tmp_path / "old" / "pretrain" / "cass-cnn-vit-def"  # another store's stage
+    for folder, record in ((cell, "results.json"), (other, "pretrain.json")):
+        folder.mkdir(parents=True)
+        (folder / record).write_text('{"kept": true}')
+    before = sorted(tmp_path.rglob("*"))
+    refusals = {
+        cell / "results.pth": f"OUT {cell / 'results.pth'}: its card would be named "
+        "results.json, the name of a run-store record; name OUT otherwise (e.g. model.pth)",
+        tmp_path / "STATE.pt": f"OUT {tmp_path / 'STATE.pt'}: its card would be named "
+        "STATE.json, the name of a run-store record; name OUT otherwise (e.g. model.pth)",
+        cell / "vit.pth": f"OUT {cell / 'vit.pth'} lies inside the run store "
+        f"{tmp_path / 'runs' / 'demo'}; export writes outside it (e.g. exports/{cell.name}.pth)",
+        other / "x" / "vit.pth": f"OUT {other / 'x' / 'vit.pth'} lies inside the run store "
+        f"{tmp_path / 'old'}; export writes outside it (e.g. exports/{cell.name}.pth)",
+        tmp_path / "vit.SAFETENSORS": f"OUT {tmp_path / 'vit.SAFETENSORS'}: timm reads "
+        "safetensors only from a name ending in lowercase .safetensors; name it vit.safetensors",
+        tmp_path / "vit.JSON": f"OUT {tmp_path / 'vit.JSON'} must be the weights file "
+        "(e.g. model.pth), not the card",
+    }
+    for out, line in refusals.items():
+        assert main([str(cell), str(out), "--overwrite"]) == 2
+        assert capsys.readouterr().err == f"error: {line}\n"
+    assert sorted(tmp_path.rglob("*")) == before
+    assert (cell / "results.json").read_text() == '{"kept": true}'
+
+
+def _fake_cell(root: Path, backbone: str = "resnet10t") -> Path:
+    """A cell folder as a grid leaves it (what export reads of it), without running one."""
+    cell = root / "runs" / "demo" / "cells" / "c"
+    cell.mkdir(parents=True)
+    record = {
+        "backbone": backbone,
+        "backbone_kwargs": {},
+        "classes": ["a", "b"],
+        "arm": "cnn",
+        "image_size": 32,
+    }
+    (cell / "results.json").write_text(json.dumps(record))
+    return cell
+
+
+def test_item4_export_reads_weights_with_the_one_reader_and_names_each_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    expected = (
+        "expected a state dict of tensors for timm model 'resnet10t' "
+        "(torch.save(model.state_dict(), FILE), or .safetensors)"
+    )
+    cell, out = _fake_cell(tmp_path), tmp_path / "out" / "x.pth"
+    (cell / "model.pt").write_text("not a checkpoint")  # was: KeyError from inside torch
+    assert main([str(cell), str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {cell / 'model.pt'}: not a torch.save file of tensors (another format, or it "
+        f"pickles Python objects besides tensors, which are never unpickled); {expected}\n"
+    )
+    torch.save({"w": torch.zeros(3)}, cell / "model.pt")
+    (cell / "model.pt").write_bytes((cell / "model.pt").read_bytes()[:60])
+    assert main([str(cell), str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {cell / 'model.pt'}: truncated or corrupt (torch cannot open it); {expected}\n"
+    )
+    (tmp_path / "out").mkdir()
+    assert main([str(cell), str(tmp_path / "out"), "--overwrite"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: OUT {tmp_path / 'out'} is a folder; give the weights file to write "
+        f"(e.g. {tmp_path / 'out' / 'model.pth'})\n"
+    )
+    assert not out.exists()
+
+
+def test_item4_export_names_an_unknown_timm_model_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell = _fake_cell(tmp_path, backbone="not_a_model")
+    torch.save({"w": torch.zeros(3)}, cell / "model.pt")
+    assert main([str(cell), str(tmp_path / "x.pth")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {cell}: its record names timm model 'not_a_model', which timm "
+        f"{timm.__version__} cannot build (Unknown model (not_a_model))\n"
+    )

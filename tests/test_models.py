@@ -185,3 +185,13 @@ def test_a_bad_imagenet_tag_is_refused_naming_the_key(
 ) -> None:
     with pytest.raises(ValueError, match=match):
         build_arm(ArmSpec("resnet10t", init="imagenet", tag=tag), num_classes=2, arm="cnn")
+
+
+def test_item4_a_text_file_given_as_weights_is_one_line_not_a_key_error(tmp_path: Path) -> None:
+    text = tmp_path / "weights.pth"
+    text.write_text("hello, I am not a checkpoint\n")  # was: KeyError: 101 from inside torch
+    assert _load_error(text) == (
+        f"{text}: not a torch.save file of tensors (another format, or it pickles Python "
+        "objects besides tensors, which are never unpickled); expected a state dict of tensors "
+        "for timm model 'resnet10t' (torch.save(model.state_dict(), FILE), or .safetensors)"
+    )

@@ -91,3 +91,23 @@ def test_an_unknown_group_choice_gets_one_line_with_the_choices_not_hydras_searc
     with pytest.raises(ValueError, match="^unknown method 'dinoo'.*did you mean dino"):
         check_command_line(["-m", "method=cass,dinoo"], CONF)  # a sweep's values too
     check_command_line(["-m", "method=cass,dino", "model=paper_pair"], CONF)  # real choices pass
+
+
+@pytest.mark.parametrize(
+    ("argv", "store"),
+    [
+        (["runs_dir={runs}"], "runs/default"),
+        (["-m", "runs_dir={runs}/sub", "seed=0,1"], "runs/sub/default"),
+    ],
+)
+def test_item6_a_file_where_runs_dir_belongs_is_one_line_before_hydra_makes_a_folder(
+    tmp_path: Path, argv: list[str], store: str
+) -> None:
+    runs = tmp_path / "runs"
+    runs.write_text("not a folder")
+    with pytest.raises(ValueError) as refused:
+        check_command_line([a.format(runs=runs) for a in argv], CONF)
+    assert str(refused.value) == (
+        f"{runs} is a file where the run store needs a folder (for {tmp_path / store}); "
+        "move the file away or choose another runs_dir"
+    )

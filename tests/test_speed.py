@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 
 from cass_hpc.methods import build_cass
 from cass_hpc.methods.base import StepOutput
 from cass_hpc.models import ArmSpec
 from cass_hpc.optim import build_optimizer
+from cass_hpc.run import spec_from_config
 from cass_hpc.speed import VARIANTS, StepSpeed, apply_speed, is_convnet
 from cass_hpc.step import RunningSums
 
 CPU = torch.device("cpu")
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
 def tiny_cass():  # type: ignore[no-untyped-def]
@@ -73,3 +78,35 @@ def test_configured_switches_override_the_devices_default_and_a_typo_is_named() 
     assert chosen.compile and chosen.read_every == 5 and not chosen.channels_last
     with pytest.raises(ValueError, match=r"unknown speed switch\(es\) \['chanels_last'\]"):
         StepSpeed.configured(cpu, {"chanels_last": True})
+
+
+BOOL = "must be true, false or null (the device's default)"
+INT = "must be an integer >= 0 (0 = once per epoch) or null (the device's default)"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("speed.compile=yes", f"speed.compile {BOOL}, got 'yes'"),
+        ("speed.compile=1", f"speed.compile {BOOL}, got 1"),
+        ("speed.channels_last=off", f"speed.channels_last {BOOL}, got 'off'"),
+        ("speed.read_every=abc", f"speed.read_every {INT}, got 'abc'"),
+        ("speed.read_every=true", f"speed.read_every {INT}, got True"),
+    ],
+)
+def test_item8_a_speed_switch_of_the_wrong_type_is_refused_when_the_config_is_read(
+    override: str, message: str
+) -> None:
+    """The grid pre-check reads every cell's config this way (stage_launcher.plan): nothing is
+    queued; before, any string turned compile on."""
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        config = compose("config", overrides=[override])
+    with pytest.raises(ValueError) as refused:
+        spec_from_config(config)
+    assert str(refused.value) == message
+
+
+def test_item8_booleans_and_null_still_configure_compile() -> None:
+    assert StepSpeed.configured(CPU, {"compile": True}).compile
+    assert not StepSpeed.configured(CPU, {"compile": False, "read_every": None}).compile
+    assert StepSpeed.configured(CPU, {"compile": None}) == StepSpeed.auto(CPU)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import cloudpickle
+import pytest
 from collect_fixtures import result as result_record
 from submitit.core.utils import DelayedSubmission
 
@@ -195,3 +196,45 @@ def test_detail_lines_say_where_a_stage_runs_and_nothing_for_pending_or_done(
         "failed c-failed: (no error recorded)\n  log: /logs/x.out",
         f"running a-running: pid {os.getpid()} on {socket.gethostname()}\n  log: /logs/x.out",
     ]
+
+
+def test_item7_a_wrong_shaped_launch_record_is_named_corrupt_and_the_rest_is_shown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cell(tmp_path, "a-done", results=True, state="done", overrides=["seed=0"])
+    records = tmp_path / jobstate.SUBMISSIONS
+    records.mkdir()
+    (records / "1.json").write_text('{"cells": "abc"}')  # was: TypeError
+    (records / "2.json").write_text('{"cells": [{"key": "k", "dir": 5}]}')
+    (records / "3.json").write_text("[1, 2]")
+    assert main([str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "Traceback" not in out and "done a-done" not in out and "1 done" in out
+    shown = "; its stages are shown from their folders only"
+    assert [line for line in out.splitlines() if line.startswith("warning:")] == [
+        f"warning: {records / '1.json'} is corrupt ('cells' is 'abc'){shown}",
+        f"warning: {records / '2.json'} is corrupt (cells[0]: 'dir' is 5){shown}",
+        f"warning: {records / '3.json'} is corrupt (top level is a JSON list, expected an "
+        f"object){shown}",
+    ]
+
+
+def test_item9_status_shows_a_corrupt_state_json_instead_of_hiding_it(tmp_path: Path) -> None:
+    cell(tmp_path, "a-garbled", state="running", pid="abc")  # was: ValueError from int()
+    cell(tmp_path, "b-truncated", state="running")
+    (tmp_path / "cells" / "b-truncated" / "state.json").write_text('{"state": "runn')
+    cell(tmp_path, "c-done", results=True, overrides="seed=0")  # results.json decides: done
+    rows = {r["cell"]: r for r in status_rows(tmp_path)}
+    assert {name: r["status"] for name, r in rows.items()} == {
+        "a-garbled": "failed",
+        "b-truncated": "failed",
+        "c-done": "done",
+    }
+    state = tmp_path / "cells" / "a-garbled" / "state.json"
+    assert rows["a-garbled"]["error"] == (
+        f"{state} is corrupt ('pid' is 'abc'); delete it, then rerun the grid to run the stage "
+        "again"
+    )
+    assert rows["b-truncated"]["error"].startswith(
+        f"{tmp_path / 'cells' / 'b-truncated' / 'state.json'} is corrupt (Unterminated string"
+    )

@@ -63,6 +63,11 @@ def _is_number(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
 
+def _is_finite(value: object) -> bool:
+    """A number that is not NaN or ±Infinity (Python's json reads both from a results.json)."""
+    return _is_number(value) and math.isfinite(float(value))  # type: ignore[arg-type]
+
+
 def _text(raw: Mapping[str, object], name: str) -> str:
     value = raw[name]
     if not isinstance(value, str) or not value.strip():
@@ -115,12 +120,13 @@ def parse_record(raw: object) -> dict[str, object]:
     if not isinstance(metrics, dict):
         raise RecordError(f"'metrics' must be an object, got {type(metrics).__name__}")
     for name, value in metrics.items():
-        if value is not None and not _is_number(value):
-            raise RecordError(f"metric {name!r} must be a number or null, got {value!r}")
+        if value is not None and not _is_finite(value):
+            shown = json.dumps(value) if _is_number(value) else repr(value)  # NaN, Infinity
+            raise RecordError(f"metric {name!r} must be a finite number or null, got {shown}")
         record[METRIC_PREFIX + name] = math.nan if value is None else float(value)
     val_metrics = raw.get("val_metrics") if isinstance(raw.get("val_metrics"), dict) else {}
     for name, value in val_metrics.items():
-        record[VAL_PREFIX + str(name)] = float(value) if _is_number(value) else math.nan
+        record[VAL_PREFIX + str(name)] = float(value) if _is_finite(value) else math.nan
     record["per_class"] = parse_per_class(raw.get("per_class"))
     files = raw.get("files") if isinstance(raw.get("files"), dict) else {}
     predictions = files.get("predictions")
@@ -142,8 +148,9 @@ def parse_record(raw: object) -> dict[str, object]:
 
 
 def parse_per_class(per_class: object) -> dict[str, list] | None:
-    """The ``per_class`` block (names + one list per :data:`PER_CLASS_FIELDS`, null entries as
-    NaN); ``None`` when absent or malformed (lists of different lengths, a non-number)."""
+    """The ``per_class`` block (names + one list per :data:`PER_CLASS_FIELDS`, null or
+    non-finite entries as NaN); ``None`` when absent or malformed (lists of different lengths,
+    a non-number)."""
     if not isinstance(per_class, dict) or not isinstance(per_class.get("names"), list):
         return None
     names = [str(name) for name in per_class["names"]]
@@ -156,7 +163,7 @@ def parse_per_class(per_class: object) -> dict[str, list] | None:
             return None
         if not all(v is None or _is_number(v) for v in values):
             return None
-        parsed[name] = [math.nan if v is None else float(v) for v in values]
+        parsed[name] = [float(v) if _is_finite(v) else math.nan for v in values]  # NaN: no value
     return parsed
 
 
