@@ -105,19 +105,21 @@ def test_a_probability_that_is_not_a_third_is_refused(tmp_path: Path) -> None:
         read_cells(labels)
 
 
-@pytest.mark.slow  # ~1 min: make task-elpv at a tiny budget (the full task: 35 min on 2 cores)
-def test_make_task_elpv_packs_runs_and_collects_through_the_public_cli(tmp_path: Path) -> None:
+@pytest.mark.slow  # ~1 min: make task-elpv at a tiny budget (the full task: docs/results)
+def test_make_task_elpv_packs_runs_and_writes_its_page(tmp_path: Path) -> None:
     import subprocess
 
     repo = Path(__file__).resolve().parents[2]
-    tiny = "image_size=32 finetune.max_epochs=1 pretrain.batch_size=16 threads=1"
+    tiny = "image_size=32 finetune.max_epochs=1 pretrain.batch_size=16"
     command = ["make", "-s", "task-elpv", f"RUNS={tmp_path / 'runs'}",
-               f"ELPV_DATA={tmp_path / 'elpv'}", "TASK_EPOCHS=1", "TASK_SEEDS=0",
-               "TASK_METHODS=simclr,supervised", f"TASK_EXTRA={tiny}",
+               f"ELPV_DATA={tmp_path / 'elpv'}", f"PAGE_DIR={tmp_path / 'page'}",
+               "TASK_EPOCHS=1", "TASK_SEEDS=0", "TASK_METHODS=cass_plus,supervised",
+               "TASK_DINO=", "TASK_MAE=mae", f"TASK_EXTRA={tiny}",
                f"PYTHON={sys.executable}"]  # fmt: skip
     proc = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = list((tmp_path / "runs" / "elpv").rglob("results.json"))
-    assert len(results) == 4  # SimCLR and supervised × CNN and ViT
+    assert len(results) == 5  # CASS+ and supervised × CNN and ViT, MAE × ViT
     assert "best pretraining for the CNN on elpv at 10%" in proc.stdout
-    assert (tmp_path / "runs" / "elpv" / "summary" / "results.md").is_file()
+    page = (tmp_path / "page" / "elpv.md").read_text()
+    assert "| MAE | ViT (vit_tiny_patch16_224) |" in page and "elpv: the grid took" in proc.stdout
