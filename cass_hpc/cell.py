@@ -153,7 +153,10 @@ def pretrain_dir(spec: CellSpec, key: str) -> Path:
 def check_cell(spec: CellSpec, manifest: Manifest) -> np.ndarray:
     """Everything about a cell that can be wrong before it runs; returns its labelled subset
     (indices into the training split). Raises ValueError naming the value and what to do."""
-    method_entry(spec.method).check(spec.method, spec.arm, spec.method_params, spec.arms[spec.arm])
+    entry = method_entry(spec.method)
+    entry.check(spec.method, spec.arm, spec.method_params, spec.arms[spec.arm])
+    built = pretrained_arms(spec) if spec.pretrain is not None else {spec.arm: spec.arms[spec.arm]}
+    entry.check_build(spec.method, built, spec.out_dim, spec.method_params)  # on the meta device
     # the starting weights are on this machine, offline (every missing one named at once)
     check_starting_weights(starting_arms(spec))
     labels = split_labels(manifest, "train", spec.split_seed)

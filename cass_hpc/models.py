@@ -71,6 +71,7 @@ class Arm(nn.Module):
     def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.net = net
+        self._stats = (tuple(mean), tuple(std))  # as given: readable on any device (meta too)
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
 
@@ -79,7 +80,7 @@ class Arm(nn.Module):
 
     def stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The (mean, std) it normalises with: to wrap its net in another ``Arm`` (a head)."""
-        return tuple(self.mean.flatten().tolist()), tuple(self.std.flatten().tolist())
+        return self._stats
 
     def features(self, images: Tensor) -> Tensor:
         """The pooled features before the classifier (what fine-tuning keeps of the net)."""
@@ -132,13 +133,23 @@ def build_arm(
     return Arm(net, *normalisation(net))
 
 
-def meta_net(spec: ArmSpec) -> nn.Module:
+def meta_net(spec: ArmSpec, arm: str | None = None) -> nn.Module:
     """``spec``'s timm net (pooled features) on the meta device: its structure without memory
-    or weights, for checks before anything is submitted."""
+    or weights, for checks before anything is submitted. ValueError naming ``model.<arm>`` and
+    the value when timm has no such model or refuses its kwargs."""
+    where = f"model.{arm}" if arm else "model"
     if not timm.is_model(spec.name):
-        raise ValueError(f"unknown timm model {spec.name!r}")
-    with torch.device("meta"):
-        return timm.create_model(spec.name, pretrained=False, num_classes=0, **spec.kwargs)
+        close = ", ".join(timm.list_models(f"*{spec.name.split('_')[0]}*")[:5])
+        hint = f" (timm has e.g. {close})" if close else ""
+        raise ValueError(f"{where}.name: unknown timm model {spec.name!r}{hint}")
+    try:
+        with torch.device("meta"):
+            return timm.create_model(spec.name, pretrained=False, num_classes=0, **spec.kwargs)
+    except Exception as err:  # timm raises anything for a bad kwarg (TypeError, AssertionError…)
+        raise ValueError(
+            f"{where}: timm cannot build {spec.name} with {dict(spec.kwargs)}: "
+            f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        ) from None
 
 
 def _create(name: str, kwargs: dict[str, Any], dynamic_size: bool) -> nn.Module:

@@ -179,3 +179,42 @@ def test_item6_a_file_where_a_cell_folder_belongs_is_one_line_in_the_grid_check_
         run_cell(spec)
     assert str(refused.value) == line
     assert folder.read_text() == "not a folder"
+
+
+@pytest.mark.parametrize(
+    ("method", "params", "arm_name", "kwargs", "message"),
+    [
+        ("supervised", {}, "not_a_model", {}, "model.cnn.name: unknown timm model 'not_a_model'"),
+        ("simclr", {}, "resnet10t", {"depth": 3},
+         "model.cnn: timm cannot build resnet10t with {'depth': 3}: TypeError: "),
+        ("cass_plus", {"views": 3}, "resnet10t", {}, "views must be 1 or 2, got 3"),
+        ("mae", {"decoder_heads": 3}, "resnet10t", {},
+         "method.params.decoder_heads=3 must divide decoder_dim=128"),
+    ],
+)  # fmt: skip
+def test_item1_the_pre_check_builds_each_configuration_on_the_meta_device(
+    tiny_dataset: Path,
+    tmp_path: Path,
+    method: str,
+    params: dict,
+    arm_name: str,
+    kwargs: dict,
+    message: str,
+) -> None:
+    """What a stage would refuse when it builds its nets is refused by ``check_cell`` (the
+    grid's pre-check, before anything is submitted), without memory or weights."""
+    from cass_hpc.cell import check_cell
+    from cass_hpc.data.shards import read_manifest
+    from cass_hpc.pretrain import PretrainConfig
+
+    spec = _supervised_cell(tmp_path, tiny_dataset, 1.0)
+    arms = {**spec.arms, "cnn": ArmSpec(arm_name, kwargs)}
+    arm = "vit" if method == "mae" else "cnn"
+    pretrain = None if method == "supervised" else PretrainConfig(epochs=1)
+    spec = dataclasses.replace(
+        spec, method=method, method_params=params, arms=arms, arm=arm, pretrain=pretrain
+    )
+    with pytest.raises(ValueError) as refused:
+        check_cell(spec, read_manifest(tiny_dataset))
+    assert str(refused.value).startswith(message), refused.value
+    assert not (tmp_path / "runs").exists()  # nothing made

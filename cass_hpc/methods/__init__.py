@@ -10,9 +10,14 @@ that says so.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+import torch
 
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput
 from cass_hpc.methods.byol import BYOL, BYOLConfig
@@ -96,9 +101,42 @@ class MethodEntry:
         if self.check_net is not None:
             self.check_net(meta_net(net), cfg)
 
+    def check_build(
+        self, name: str, arms: Mapping[str, ArmSpec], out_dim: int, params: Mapping[str, Any]
+    ) -> None:
+        """Build the method with ``arms`` on the meta device (structure only: no memory, no
+        weights read), once per distinct configuration; ValueError naming the net or the method
+        and the value when something refuses to be built (an unknown timm name, a kwarg timm or
+        a head rejects, a width that does not fit)."""
+        structure = {arm: dataclasses.replace(s, init="random", pretrained=None, tag=None)
+                     for arm, s in arms.items()}  # fmt: skip
+        for arm, spec in structure.items():
+            meta_net(spec, arm)
+        if self.build is not None:
+            text = json.dumps([name, {a: dataclasses.asdict(s) for a, s in structure.items()},
+                               out_dim, dict(params)], sort_keys=True, default=str)  # fmt: skip
+            _meta_build(self.build, name, text)
+
     @property
     def pretrains(self) -> bool:
         return self.build is not None
+
+
+@functools.lru_cache(maxsize=64)
+def _meta_build(build: Callable[..., PretrainMethod], name: str, text: str) -> None:
+    _, arms, out_dim, params = json.loads(text)
+    specs = {arm: ArmSpec(**spec) for arm, spec in arms.items()}
+    try:
+        with torch.device("meta"):
+            build(specs, out_dim, params)
+    except ValueError:
+        raise
+    except Exception as err:  # a module that refuses its sizes raises anything
+        first = str(err).splitlines()[0] if str(err) else ""
+        raise ValueError(
+            f"method={name} cannot be built with method.params {params}: "
+            f"{type(err).__name__}: {first}"
+        ) from None
 
 
 METHODS: dict[str, MethodEntry] = {
