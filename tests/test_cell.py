@@ -17,12 +17,13 @@ import torch
 from accelerate.utils import set_seed
 from conftest import REPO, run_module
 
-from cass_hpc.cell import CellSpec, cell_dir, cell_key, run_cell
+from cass_hpc.cell import CellSpec, cell_dir, cell_key, check_cell, run_cell
 from cass_hpc.data.shards import read_manifest
 from cass_hpc.finetune import FinetuneConfig
 from cass_hpc.knn import KnnMonitor
 from cass_hpc.models import ArmSpec
 from cass_hpc.plan import plan_grid
+from cass_hpc.pretrain import PretrainConfig
 from preprocess.__main__ import main as preprocess_main
 
 
@@ -203,10 +204,6 @@ def test_item1_the_pre_check_builds_each_configuration_on_the_meta_device(
 ) -> None:
     """What a stage would refuse when it builds its nets is refused by ``check_cell`` (the
     grid's pre-check, before anything is submitted), without memory or weights."""
-    from cass_hpc.cell import check_cell
-    from cass_hpc.data.shards import read_manifest
-    from cass_hpc.pretrain import PretrainConfig
-
     spec = _supervised_cell(tmp_path, tiny_dataset, 1.0)
     arms = {**spec.arms, "cnn": ArmSpec(arm_name, kwargs)}
     arm = "vit" if method == "mae" else "cnn"
