@@ -206,7 +206,8 @@ def _write_pages(
     written: list[Path] = []
     for (experiment, dataset), part in rows.groupby(["experiment", "dataset"], sort=True):
         stem = slug(dataset) if experiments[dataset] == 1 else f"{slug(experiment)}-{slug(dataset)}"
-        title = f"{dataset} ({experiment})"
+        title = dataset if dataset == experiment else f"{dataset} ({experiment})"
+        mine = frame[(frame["experiment"] == experiment) & (frame["dataset"] == dataset)]
         drawn = None
         if draw_plots:
             path = out / f"{stem}.png"
@@ -214,7 +215,8 @@ def _write_pages(
                 lambda p=part, t=title, f=path: page.page_plot(p, t, f), warn, str(path)
             )
         lines = page.verdicts(report.paired, report.pretrain, experiment, dataset)
-        text = page.page_markdown(part, lines, drawn.name if drawn else None, command)
+        settings = str(mine["fixed_settings"].iloc[0]) if len(mine) else ""
+        text = page.page_markdown(part, lines, drawn.name if drawn else None, command, settings)
         store.write_text(out / f"{stem}.md", text)
         written += [out / f"{stem}.md", *([drawn] if drawn else [])]
     return written

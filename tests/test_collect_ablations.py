@@ -117,6 +117,29 @@ def test_only_identity_keys_that_vary_within_a_dataset_become_the_setting() -> N
     assert list(annotated["fixed_settings"]) == ["model=paper_pair"] * 3 + ["pretrain.epochs=7"]
 
 
+def test_a_key_that_differs_only_between_methods_configures_its_method_and_is_not_swept() -> None:
+    """DINO's own grid (``method.params.out_dim=4096``) beside the others': one table, DINO a row
+    like the rest, its overrides named in the title; a key varied within one method is swept."""
+    dino = {"method.params.out_dim": "4096", "pretrain.epochs": "4"}
+    frame = pd.DataFrame({
+        "experiment": ["e"] * 5, "dataset": ["d"] * 5,
+        "method": ["dino", "dino", "simclr", "supervised", "cass"],
+        "overrides": [dino, dino, {"pretrain.epochs": "4"}, {"pretrain.epochs": "4"},
+                      {"pretrain.epochs": "4", "pretrain.batch_size": "8"}],
+    })  # fmt: skip
+    annotated = settings.annotate(frame)
+    assert list(annotated["setting"]) == [""] * 5
+    assert set(annotated["fixed_settings"]) == {
+        "pretrain.epochs=4; cass: pretrain.batch_size=8; dino: method.params.out_dim=4096"
+    }
+    swept = frame.assign(method=["dino", "dino", "simclr", "supervised", "dino"])
+    swept.at[4, "overrides"] = {**dino, "pretrain.batch_size": "8"}
+    assert list(settings.annotate(swept)["setting"]) == [
+        "pretrain.batch_size=(default)", "pretrain.batch_size=(default)",
+        "pretrain.batch_size=(default)", "pretrain.batch_size=(default)", "pretrain.batch_size=8",
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("key", "values", "ordered"),
     [

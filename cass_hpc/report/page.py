@@ -188,10 +188,15 @@ def _markdown_table(rows: pd.DataFrame) -> list[str]:
 
 
 def page_markdown(
-    rows: pd.DataFrame, verdicts: Sequence[str], plot: str | None, command: str = ""
+    rows: pd.DataFrame,
+    verdicts: Sequence[str],
+    plot: str | None,
+    command: str = "",
+    settings: str = "",
 ) -> str:
     """The page of one (experiment, dataset): a table per label fraction, the verdict lines,
-    the plot (``plot``: its file name beside the page) and how it was made."""
+    the plot (``plot``: its file name beside the page), the overrides every cell (or one
+    method's cells) ran with (``settings``) and how it was made."""
     experiment, dataset = rows["experiment"].iloc[0], rows["dataset"].iloc[0]
     epochs = sorted({e for e in rows["epochs"] if e})
     lines = [
@@ -206,6 +211,8 @@ def page_markdown(
         + ".",
         "",
     ]
+    if settings:
+        lines += [f"Overrides: `{settings}`.", ""]
     for fraction, part in rows.groupby("label_fraction", sort=True):
         lines += [f"## {format_fraction(fraction)} of the labels", ""]
         lines += _markdown_table(part) + [""]

@@ -3,9 +3,12 @@
 A cell's results.json says what it is (method, arm, backbone, fraction, seed) but not which
 ablation value made it; the Hydra overrides recorded in its state.json do
 (``pretrain.batch_size=8``). Within one (experiment, dataset), an override key whose value
-differs between cells is *swept*: it is part of the cell's identity (its ``setting``, e.g.
-``pretrain.batch_size=8``) and the tables show one row per value, in the layout of the paper's
-App. C/D. Keys that only say where or how a job ran (paths, threads, launcher) never count.
+differs between cells of one method is *swept*: it is part of the cell's identity (its
+``setting``, e.g. ``pretrain.batch_size=8``) and the tables show one row per value, in the layout
+of the paper's App. C/D. A key that differs only between methods (a method's own configuration,
+e.g. DINO's ``method.params.out_dim`` set in a grid of DINO's own) is not swept: it is named per
+method in ``fixed_settings``. Keys that only say where or how a job ran (paths, threads,
+launcher) never count.
 
 Example:
     >>> frame = annotate(records_frame(records))
@@ -116,14 +119,48 @@ def annotate(frame: pd.DataFrame) -> pd.DataFrame:
     overrides = frame["overrides"].map(lambda o: o if isinstance(o, dict) else {})
     for _, part in frame.groupby(["experiment", "dataset"], sort=False):
         cells = overrides.loc[part.index]
+        methods = part["method"] if "method" in part else pd.Series("", index=part.index)
         keys = sorted({k for o in cells for k in o if is_identity_key(k)})
-        swept = [k for k in keys if len({o.get(k, DEFAULT) for o in cells}) > 1]
-        fixed = {k: cells.iloc[0][k] for k in keys if k not in swept}
+        swept = [k for k in keys if _varies_within_a_method(cells, methods, k)]
+        fixed = {k: str(cells.iloc[0][k]) for k in keys if _one_value(cells, k)}
+        per_method = [
+            f"{method}: {format_setting(values)}"
+            for method, values in _method_settings(cells, methods, keys, swept, fixed).items()
+        ]
         frame.loc[part.index, "setting"] = [
             format_setting({k: o.get(k, DEFAULT) for k in swept}) for o in cells
         ]
-        frame.loc[part.index, "fixed_settings"] = format_setting(fixed)
+        frame.loc[part.index, "fixed_settings"] = "; ".join(
+            [text for text in [format_setting(fixed)] if text] + per_method
+        )
     return frame
+
+
+def _one_value(cells: pd.Series, key: str) -> bool:
+    return len({o.get(key, DEFAULT) for o in cells}) == 1
+
+
+def _varies_within_a_method(cells: pd.Series, methods: pd.Series, key: str) -> bool:
+    """Swept: two cells of one method differ in ``key``. A key that differs only between
+    methods (DINO's ``method.params.out_dim`` in a grid of its own) configures its method."""
+    return any(
+        len({o.get(key, DEFAULT) for o in cells[methods == method]}) > 1
+        for method in methods.unique()
+    )
+
+
+def _method_settings(
+    cells: pd.Series, methods: pd.Series, keys: list[str], swept: list[str], fixed: dict
+) -> dict[str, dict[str, str]]:
+    """Per method, the keys that configure it alone (set on its cells, not on every cell)."""
+    own = [k for k in keys if k not in swept and k not in fixed]
+    settings = {}
+    for method in sorted(methods.unique()):
+        mine = cells[methods == method]
+        values = {k: str(mine.iloc[0][k]) for k in own if k in mine.iloc[0]}
+        if values:
+            settings[str(method)] = values
+    return settings
 
 
 def swept_keys(settings: pd.Series) -> list[str]:
