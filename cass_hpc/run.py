@@ -140,7 +140,7 @@ def main(cfg: DictConfig) -> float:
             _pretrain_stage(spec_from_config(cfg), overrides)
             return 0.0
         record = run_cell(spec_from_config(cfg), overrides=overrides)
-    except (ValueError, MissingMandatoryValue) as err:
+    except (ValueError, MissingMandatoryValue, store.NoSpaceError) as err:
         if isinstance(err, MissingMandatoryValue):
             key = getattr(err, "full_key", "?")
             err = ValueError(
