@@ -373,6 +373,7 @@ def _run(
         "synthetic": manifest.synthetic,
         "classes": list(manifest.classes),
         "multilabel": manifest.multilabel,
+        "threshold": cfg.threshold if manifest.multilabel else None,  # sigmoid > it: a label
         "method": spec.method,
         "arm": spec.arm,
         "backbone": spec.arms[spec.arm].name,

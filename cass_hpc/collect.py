@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         written = collect(
             args.rundirs, out, choices, args.spread, console, errors, not args.no_plots, args.page
         )
-    except CollectError as error:
+    except (CollectError, store.NoSpaceError) as error:
         errors.print(f"error: {error}", markup=False, highlight=False, soft_wrap=True)
         return EXIT_USAGE
     console.print("wrote:", markup=False)

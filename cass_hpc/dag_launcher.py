@@ -186,13 +186,22 @@ def in_flight(store_roots: list[Path]) -> tuple[dict[str, str], set[str]]:
     key -> its job id (new cells depend on it), and cell keys (not submitted twice)."""
     pre, cells = [], []
     for root in store_roots:
-        pre_root, cells_root = submitted(root)
+        pre_root, cells_root = submitted(root, _unknown_jobs)
         pre = pre + [p for p in pre_root if p.get("job_id")]  # local launches queue nothing
         cells = cells + [c for c in cells_root if c.get("job_id")]
     info = job_info([j["job_id"] for j in pre + cells])
     live = {j for j, i in info.items() if i.live}
     return ({p["key"]: p["job_id"] for p in pre if p["job_id"] in live},
             {c["key"] for c in cells if c["job_id"] in live})  # fmt: skip
+
+
+def _unknown_jobs(message: str) -> None:
+    """A corrupt launch record: the jobs it queued are not known to this submission."""
+    log.warning("%s", message.replace(
+        "its stages are shown from their folders only",
+        "the jobs it queued are unknown here: a stage still queued by it may be submitted again "
+        "(check squeue; delete or fix the record)",
+    ))  # fmt: skip
 
 
 def _arrays(jobs: list[dict[str, Any]]) -> str:

@@ -71,6 +71,7 @@ def _from_cell(directory: Path, arm: str | None) -> tuple[dict[str, torch.Tensor
         "num_classes": len(record["classes"]),
         "classes": record["classes"],
         "multilabel": bool(record.get("multilabel", False)),
+        "threshold": record.get("threshold") if record.get("multilabel") else None,
         "image_size": record["image_size"],
         "source": {
             "kind": "fine-tuned cell",
@@ -199,6 +200,7 @@ def export(directory: Path, out: Path, arm: str | None = None, overwrite: bool =
             f"RGB float in [0, 1], resized to {card['image_size']} px square, then "
             f"(x - mean) / std per channel"
         ),
+        "output": _output(card),
         "weights_file": out.name,
         "load": (
             f"timm.create_model({card['timm_name']!r}, num_classes={card['num_classes']}, "
@@ -216,6 +218,23 @@ def export(directory: Path, out: Path, arm: str | None = None, overwrite: bool =
     card["sha256"] = hashlib.sha256(out.read_bytes()).hexdigest()
     store.write_json(card_path, card)
     return card
+
+
+def _output(card: dict) -> str:
+    """What the net's output means and how to read it: a softmax, sigmoids and the threshold
+    its test metrics used (multi-label), or features (a backbone)."""
+    k = card["num_classes"]
+    if k == 0:
+        return "pooled features (no classifier head): add a head, or use them for probes/k-NN"
+    if not card["multilabel"]:
+        return f"{k} logits, one per class in `classes` order: softmax for probabilities, argmax"
+    threshold, used = card.get("threshold"), "its test metrics used"
+    if threshold is None:  # a record from before the threshold was kept
+        threshold, used = 0.5, "the default; its record does not say"
+    return (
+        f"{k} logits, one per label in `classes` order, each its own yes/no (multi-label, no "
+        f"softmax): a label is present when sigmoid(logit) > {threshold} (the threshold {used})"
+    )
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -257,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         card = export(args.directory, args.out, args.arm, args.overwrite)
-    except ValueError as error:
+    except (ValueError, store.NoSpaceError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     here = card["load"].replace(

@@ -60,8 +60,9 @@ class FinetuneConfig:
         for name, low in at_least.items():  # batch 2: BatchNorm trains on a batch
             if (value := getattr(self, name)) < low:
                 raise ValueError(f"finetune.{name} must be >= {low}, got {value}")
-        if self.lr < 0:
-            raise ValueError(f"finetune.lr must be >= 0, got {self.lr}")
+        for name in ("lr", "focal_alpha", "focal_gamma"):
+            if (value := getattr(self, name)) < 0:
+                raise ValueError(f"finetune.{name} must be >= 0, got {value}")
         if not 0 < self.threshold < 1:
             raise ValueError(f"finetune.threshold must be in (0, 1), got {self.threshold}")
         if self.mode not in FINETUNE_MODES:

@@ -123,7 +123,15 @@ def record(cell_dir: Path, state: str, **fields: Any) -> None:
     path = cell_dir / STATE_FILE
     previous = store.read_json(path) if path.exists() else {}
     now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    store.write_json(path, {**previous, **fields, "state": state, "updated": now})
+    content = {**previous, **fields, "state": state, "updated": now}
+    try:
+        store.write_json(path, content)
+    except store.NoSpaceError:
+        if state == "running":
+            raise
+        # A full disk: a stage that ends must still say how (else status blames a kill). The
+        # record is small and its old copy's space is reused when rewritten in place.
+        path.write_text(json.dumps(content, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
 def add_alias(cell_dir: Path, overrides: list[str] | None) -> None:

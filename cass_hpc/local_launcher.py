@@ -46,6 +46,14 @@ class DagLocalLauncher(StageLauncher, LocalLauncher):
             raise ValueError(f"hydra.launcher.parallelism must be >= 1, got {parallelism}")
         self.parallelism = parallelism
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run one job (inside it). SIGTERM (the launcher stopping it) and SIGINT (a terminal's
+        Ctrl-C, also when the grid was started with SIGINT ignored, ``cmd &`` in a script) stop
+        it as Ctrl-C does: the stage records ``interrupted`` and keeps its checkpoint."""
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
+        return super().__call__(*args, **kwargs)
+
     def slots(self) -> int:
         """Jobs at once: as configured, else this machine's cores ÷ each job's threads."""
         if self.parallelism:
@@ -82,7 +90,14 @@ class DagLocalLauncher(StageLauncher, LocalLauncher):
         nums.update({k: first + len(plan.cells) + i for i, k in enumerate(plan.pretrainings)})
 
         def submit(stage: PretrainStage | CellStage, cfg: DictConfig) -> submitit.Job:
-            return executor.submit(self, *self.job_args(stage.overrides, cfg, nums[stage.key]))
+            # The job's controller (submitit's) inherits SIGINT ignored: a terminal's Ctrl-C
+            # reaches this launcher and the job, never the controller, whose traceback would
+            # land on the terminal. The launcher stops it with SIGTERM (_stop_jobs_on_exit).
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                return executor.submit(self, *self.job_args(stage.overrides, cfg, nums[stage.key]))
+            finally:
+                signal.signal(signal.SIGINT, previous)
 
         return submit
 
@@ -169,21 +184,25 @@ def _result(stage: PretrainStage | CellStage, job: submitit.Job) -> JobReturn:
     return result
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def _stop_jobs_on_exit(running: dict[str, tuple[Any, submitit.Job]]) -> Iterator[None]:
     """On SIGTERM (or Ctrl-C) stop every running job before leaving: none keeps writing."""
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_term)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         yield
     except KeyboardInterrupt:
-        for _, job in running.values():
-            job.cancel(check=False)  # SIGINT: the job records "interrupted" and exits
-        deadline = time.monotonic() + 30
+        deadline, again = time.monotonic() + 30, 0.0
         while time.monotonic() < deadline and not all(j.done() for _, j in running.values()):
+            if time.monotonic() >= again:  # again: a job still starting may not hear the first
+                for _, job in running.values():  # its controller forwards SIGTERM to the job,
+                    with contextlib.suppress(ProcessLookupError):  # which records
+                        os.kill(int(job.job_id), signal.SIGTERM)  # "interrupted" and exits
+                again = time.monotonic() + 2
             time.sleep(POLL_S)
         raise
     finally:

@@ -23,10 +23,12 @@ from torch.optim.swa_utils import AveragedModel, update_bn
 from torch.utils.data import DataLoader
 
 from cass_hpc import preempt, store
+from cass_hpc.collapse import ACTIONS as COLLAPSE_ACTIONS
 from cass_hpc.collapse import CollapseMonitor
 from cass_hpc.data.loader import set_position
 from cass_hpc.knn import KEEP, KnnMonitor
 from cass_hpc.methods.base import PretrainMethod, Progress
+from cass_hpc.optim import OPTIMIZERS
 from cass_hpc.speed import StepSpeed
 from cass_hpc.stage import ResumableStage
 from cass_hpc.step import RunningSums, optimisation_step, prepare_step
@@ -76,6 +78,20 @@ class PretrainConfig:
             )
         if not 0 <= self.swa_start < 1:
             raise ValueError(f"pretrain.swa_start must be in [0, 1), got {self.swa_start}")
+        for name in ("eta_min", "collapse_threshold"):
+            if (value := getattr(self, name)) < 0:
+                raise ValueError(f"pretrain.{name} must be >= 0, got {value}")
+        for name, value in [
+            ("optimizer", self.optimizer),
+            *((f"arm_optimizers.{arm}", o) for arm, o in self.arm_optimizers.items()),
+        ]:
+            if value not in OPTIMIZERS:
+                raise ValueError(f"pretrain.{name} must be one of {OPTIMIZERS}, got {value!r}")
+        if self.collapse_action not in COLLAPSE_ACTIONS:
+            raise ValueError(
+                f"pretrain.collapse_action must be one of {COLLAPSE_ACTIONS}, "
+                f"got {self.collapse_action!r}"
+            )
         if self.keep not in KEEP:
             raise ValueError(f"pretrain.keep must be one of {KEEP}, got {self.keep!r}")
         if self.knn_every < 0:

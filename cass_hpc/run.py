@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import logging
 import sys
-import types
-import typing
 from pathlib import Path
-from typing import Any
 
 import hydra
 import torch
@@ -27,7 +24,8 @@ from omegaconf import DictConfig, MissingMandatoryValue, OmegaConf
 from cass_hpc import jobstate, resolvers, store  # noqa: F401 - ${launch_id:} in conf/config.yaml
 from cass_hpc.cell import CellSpec, run_cell, run_pretrain_stage
 from cass_hpc.data.resplit import check_split_seed
-from cass_hpc.device import resolve_device, resolve_precision
+from cass_hpc.device import DEVICES, PRECISIONS, resolve_device, resolve_precision
+from cass_hpc.fields import check_types
 from cass_hpc.finetune import FinetuneConfig
 from cass_hpc.methods import method_entry
 from cass_hpc.models import ArmSpec
@@ -52,6 +50,7 @@ def spec_from_config(cfg: DictConfig) -> CellSpec:
     top = {k: c[k] for k in ("label_fraction", "seed", "image_size", "threads", "split_seed")}
     check_types("", CellSpec, top)
     check_types("model.", CellSpec, {"out_dim": model["out_dim"]})
+    check_switches(c)
     check_types("pretrain.", PretrainConfig, pretrain)
     check_types("finetune.", FinetuneConfig, finetune)
     try:
@@ -60,26 +59,19 @@ def spec_from_config(cfg: DictConfig) -> CellSpec:
         raise ValueError(f"{err}; see python -m cass_hpc.run --help for the keys") from None
 
 
-SIMPLE = {int: (int,), float: (int, float), bool: (bool,), str: (str,)}
-
-
-def check_types(prefix: str, cls: type, values: dict[str, Any]) -> None:
-    """ValueError naming ``prefix + key`` for a value whose type does not fit the field of
-    dataclass ``cls`` (int, float, bool, str, or one of them | None), e.g. ``seed=abc``; fields
-    of other types and unknown keys are left to ``cls`` itself."""
-    hints = typing.get_type_hints(cls)
-    for key, value in values.items():
-        hint = hints.get(key)
-        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
-        args = typing.get_args(hint) if union else (hint,)
-        optional = type(None) in args
-        base = next((a for a in args if a is not type(None)), None)
-        allowed = SIMPLE.get(base)  # type: ignore[call-overload]
-        if allowed is None or (value is None and optional):
-            continue
-        if not isinstance(value, allowed) or (isinstance(value, bool) and base is not bool):
-            kind = base.__name__ + (" or null" if optional else "")  # type: ignore[union-attr]
-            raise ValueError(f"{prefix}{key} must be {kind}, got {value!r}")
+def check_switches(c: dict) -> None:
+    """The top-level switches' values (a grid's pre-check: its jobs may run on another machine,
+    so whether the device is there is checked where it runs): booleans are booleans, device
+    and precision one of their names."""
+    switches = {"keep_weights": c["keep_weights"], "paper_compat": c["paper_compat"],
+                "dataset.verify": c["dataset"]["verify"]}  # fmt: skip
+    for key, value in switches.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{key} must be true or false, got {value!r}")
+    if c["device"] not in DEVICES:
+        raise ValueError(f"device must be {', '.join(DEVICES)}, got {c['device']!r}")
+    if c["precision"] not in PRECISIONS:
+        raise ValueError(f"precision must be {', '.join(PRECISIONS)}, got {c['precision']!r}")
 
 
 def _cell_spec(c: dict, model: dict, pretrain: dict, finetune: dict) -> CellSpec:
@@ -140,7 +132,7 @@ def main(cfg: DictConfig) -> float:
             _pretrain_stage(spec_from_config(cfg), overrides)
             return 0.0
         record = run_cell(spec_from_config(cfg), overrides=overrides)
-    except (ValueError, MissingMandatoryValue) as err:
+    except (ValueError, MissingMandatoryValue, store.NoSpaceError) as err:
         if isinstance(err, MissingMandatoryValue):
             key = getattr(err, "full_key", "?")
             err = ValueError(

@@ -46,10 +46,16 @@ class ResumableStage:
         """The saved state (RNG restored), setting where to start; None if there is none."""
         if self.path is None or not self.path.exists():
             return None
-        state = torch.load(self.path, map_location="cpu", weights_only=True)
-        rng.restore(state["rng"], self.generator)  # same model-side randomness onwards
-        self.partial = state.get("partial")  # saved mid-epoch (SIGUSR2): that epoch, its step
-        self.start_epoch = state["epoch"] if self.partial else state["epoch"] + 1
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+            rng.restore(state["rng"], self.generator)  # same model-side randomness onwards
+            self.partial = state.get("partial")  # saved mid-epoch (SIGUSR2): the epoch, its step
+            self.start_epoch = state["epoch"] if self.partial else state["epoch"] + 1
+        except Exception as err:  # noqa: BLE001 - torch's many ways of saying "cannot read it"
+            raise ValueError(
+                f"{self.path}: the {self.name} checkpoint is truncated or corrupt "
+                f"({type(err).__name__}); delete it to start the {self.name} over"
+            ) from None
         self.start_step = self.partial["step"] if self.partial else 0
         log.info("resuming %s from %s at epoch %d, step %d", self.name, self.path,
                  self.start_epoch, self.start_step + 1)  # fmt: skip

@@ -287,10 +287,12 @@ def main(argv: list[str] | None = None) -> int:
     corrupt: list[str] = []
     rows = status_rows(args.rundir, corrupt.append)
     cells = sum(r["stage"] == "cell" for r in rows)
-    table = Table(title=f"{args.rundir} — {len(rows) - cells} pretraining(s), {cells} cell(s)",
-                  title_justify="left")  # fmt: skip
-    for column in ("stage", "status", "job", "name"):
-        table.add_column(column, overflow="fold")
+    title = f"{args.rundir} — {len(rows) - cells} pretraining(s), {cells} cell(s)"
+    console.print(title, markup=False, highlight=False, soft_wrap=True)  # the path stays whole
+    table = Table()  # at 80 columns only a long name (a missing cell's overrides) wraps
+    for column in ("stage", "status", "job"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("name", overflow="fold")
     for r in rows:
         table.add_row(r["stage"], r["status"], r.get("job", ""), r["cell"])
     console.print(table)

@@ -12,6 +12,7 @@ so a requeued or re-run job finds its own artifacts and a finished cell is skipp
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -28,10 +29,26 @@ def stable_key(obj: Any, length: int = 12) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` then rename ``tmp`` onto ``path``: readers never see a partial file."""
+class NoSpaceError(OSError):
+    """The filesystem under the run store is full (ENOSPC, or the user's quota: EDQUOT): one
+    line naming the filesystem, the file and the space it needs; nothing partial is left."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)  # the line alone, without "[Errno 28]"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None], size: int | None = None) -> None:
+    """Call ``write(tmp)`` then rename ``tmp`` onto ``path``: readers never see a partial file.
+
+    A full filesystem raises :class:`NoSpaceError` (``size``, in bytes, says how much the file
+    needs); the temporary is removed and whatever ``path`` held before (the last good
+    checkpoint) is left as it was.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        raise _no_space(err, path, size) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -40,9 +57,51 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
         with open(tmp, "rb") as handle:  # data on disk before the rename makes it visible
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
+        written = tmp.stat().st_size if tmp.exists() else 0
         tmp.unlink(missing_ok=True)
+        full = _full(err)
+        if full is not None:
+            raise _no_space(full, path, max(size or 0, written)) from None
         raise
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _full(err: BaseException | None) -> OSError | None:
+    """The ENOSPC/EDQUOT error behind ``err`` (torch wraps it in a RuntimeError), or None."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, OSError) and err.errno in _FULL:
+            return err
+        if "No space left on device" in str(err) or "Disk quota exceeded" in str(err):
+            return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        err, seen = err.__cause__ or err.__context__, seen + 1
+    return None
+
+
+def _no_space(err: OSError, path: Path, size: int | None) -> OSError:
+    """``err`` as one line: which filesystem, which file, how much it needs, what to do."""
+    if _full(err) is None:
+        return err
+    mount = Path(os.path.abspath(path.parent))
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    try:
+        import shutil
+
+        free = f"{shutil.disk_usage(mount).free / 2**20:.1f} MB free"
+    except OSError:
+        free = "free space unknown"
+    quota = "quota exceeded" if _full(err).errno == errno.EDQUOT else "no space left"
+    needs = f" (needs ~{max(size, 1) / 2**20:.1f} MB)" if size else ""
+    return NoSpaceError(
+        _full(err).errno,
+        f"{quota} on {mount} ({free}) writing {path}{needs}; nothing partial was written and "
+        f"what {path.name} held before is kept: free space there or choose another runs_dir, "
+        f"then rerun to resume",
+    )
 
 
 def check_folder(path: Path) -> None:
@@ -88,7 +147,8 @@ def _umask() -> int:
 
 
 def write_text(path: Path, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    blob = text.encode("utf-8")
+    atomic_write(path, lambda tmp: tmp.write_bytes(blob), size=len(blob))
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -98,7 +158,22 @@ def write_json(path: Path, obj: Any) -> None:
 def torch_save(path: Path, obj: Any) -> None:
     import torch  # lazily: the collector uses this module without torch
 
-    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as handle:  # a handle: a full disk is then an OSError (ENOSPC),
+            torch.save(obj, handle)  # not torch's "basic_ios::clear: iostream error"
+
+    atomic_write(path, write, size=tensor_bytes(obj))
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in ``obj`` (nested dicts, lists, tuples): what a save needs."""
+    if hasattr(obj, "untyped_storage"):
+        return int(obj.numel() * obj.element_size())
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 def write_npz(path: Path, arrays: dict[str, Any]) -> None:

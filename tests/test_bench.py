@@ -16,6 +16,7 @@ from cass_hpc.speed import StepSpeed
 from tests.conftest import run_module
 
 
+@pytest.mark.slow  # ~30 s; `make test-slow` (run it before a GPU session)
 def test_the_gpu_check_rehearsed_on_the_cpu_runs_every_part_and_the_harness_writes_p1_p2_p3(
     tmp_path: Path,
 ) -> None:

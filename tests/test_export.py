@@ -180,3 +180,27 @@ def test_item4_export_names_an_unknown_timm_model_in_one_line(
         f"error: {cell}: its record names timm model 'not_a_model', which timm "
         f"{timm.__version__} cannot build (Unknown model (not_a_model))\n"
     )
+
+
+def test_item9_the_card_says_how_to_read_the_output_sigmoid_and_threshold_for_multi_label(
+    tmp_path: Path,
+) -> None:
+    """Issue 27 item 9: a multi-label head needs a sigmoid per label, not a softmax, and the
+    card names the threshold the cell's test metrics used; a single-label one says softmax."""
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=2)
+    for multilabel, threshold, expected in [
+        (True, 0.4, "each its own yes/no (multi-label, no softmax): a label is present when "
+         "sigmoid(logit) > 0.4 (the threshold its test metrics used)"),
+        (False, None, "2 logits, one per class in `classes` order: softmax for probabilities, "
+         "argmax"),
+    ]:  # fmt: skip
+        cell = _fake_cell(tmp_path / str(multilabel))
+        record = json.loads((cell / "results.json").read_text())
+        record.update(multilabel=multilabel, threshold=threshold)
+        (cell / "results.json").write_text(json.dumps(record))
+        torch.save(net.state_dict(), cell / "model.pt")
+        out = tmp_path / f"{multilabel}.pth"
+        assert main([str(cell), str(out)]) == 0
+        card = _card(out)
+        assert expected in card["output"], card["output"]
+        assert card["threshold"] == threshold

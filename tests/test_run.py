@@ -146,26 +146,41 @@ def test_two_identical_local_grids_started_together_compute_each_stage_once(
     assert len(list((runs / "demo").rglob("results.json"))) == 2
 
 
-@pytest.mark.slow  # ~30 s
-def test_sigterm_to_a_local_grid_stops_its_running_jobs(tiny_dataset: Path, tmp_path: Path) -> None:
+@pytest.mark.slow  # ~30 s each
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c", "sigint-ignored"])
+def test_item10_ctrl_c_or_sigterm_stops_a_local_grid_in_one_line(
+    stop: str, tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Issue 27 item 10: SIGTERM to a local grid, Ctrl-C at a terminal (SIGINT to the whole
+    foreground process group) and SIGTERM to a grid started with SIGINT ignored (``cmd &`` in a
+    script) each stop every running job (state ``interrupted``) and end with the one line
+    "interrupted; run the same command to resume" — no traceback from submitit's controllers."""
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "cass_hpc.run", "-m", "experiment=demo", f"runs_dir={runs}",
            f"dataset.path={tiny_dataset}", "method=supervised", "label_fraction=1.0", "seed=0",
            *TINY, "finetune.max_epochs=400", "finetune.patience=400"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    ignore = (
+        (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if stop == "sigint-ignored" else None
+    )
     grid = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=ignore)  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(runs.rglob("finetune_checkpoint.pt"))) < 2:
         time.sleep(0.2)  # both cells are fine-tuning
-    grid.send_signal(signal.SIGTERM)
+    if stop == "ctrl-c":
+        os.killpg(grid.pid, signal.SIGINT)  # what a terminal does: the whole foreground group
+    else:
+        grid.send_signal(signal.SIGTERM)
     out = grid.communicate(timeout=120)[0]
     assert grid.returncode == 130 and "interrupted; run the same command to resume" in out, out
+    assert "Traceback" not in out, out
     states = [json.loads(p.read_text())["state"] for p in runs.rglob("cells/*/state.json")]
     assert states == ["interrupted", "interrupted"], states
     sweep = str(next((runs / "demo" / "hydra").iterdir()))
     assert not [pid for pid in Path("/proc").glob("[0-9]*") if sweep in _cmdline(pid)], (
-        "jobs of the grid still run after SIGTERM"
+        "jobs of the grid still run after it stopped"
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from cass_hpc import preempt
@@ -52,3 +53,20 @@ def test_a_save_counts_as_progress_for_the_requeue_budget(tmp_path: Path) -> Non
     preempt._refill_requeues(handler.checkpoint_and_try_requeue)
     assert handler._delayed._timeout_countdown == 3  # budget + the time-out submitit subtracts
     preempt.set_requeue_budget(None)
+
+
+def test_a_truncated_or_foreign_checkpoint_is_one_line_naming_it(tmp_path: Path) -> None:
+    """Issue 27 (items 4 and 9): a stage's checkpoint that torch cannot read, or that is not a
+    stage's, is one ValueError naming the file and what to do, not torch's traceback."""
+    path = tmp_path / "checkpoint.pt"
+    ResumableStage(path, torch.Generator(), "pretraining").save(1, {"w": torch.ones(3)})
+    blob = path.read_bytes()
+    for content in (blob[: len(blob) // 2], b"not a checkpoint", None):
+        if content is None:
+            torch.save({"w": torch.ones(3)}, path)  # a weights file, not a stage's checkpoint
+        else:
+            path.write_bytes(content)
+        with pytest.raises(ValueError) as refused:
+            ResumableStage(path, torch.Generator(), "pretraining").load()
+        assert str(refused.value).startswith(f"{path}: the pretraining checkpoint is truncated")
+        assert str(refused.value).endswith("delete it to start the pretraining over")

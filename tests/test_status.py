@@ -238,3 +238,24 @@ def test_item9_status_shows_a_corrupt_state_json_instead_of_hiding_it(tmp_path: 
     assert rows["b-truncated"]["error"].startswith(
         f"{tmp_path / 'cells' / 'b-truncated' / 'state.json'} is corrupt (Unterminated string"
     )
+
+
+def test_item9_the_table_fits_80_columns_with_every_stage_name_on_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 27 item 9: at 80 columns (a terminal's default) the table does not wrap a stage's
+    name or status across lines; the run store's path (any length) is its own line."""
+    root = tmp_path / ("a-long-folder-name-" * 4) / "runs" / "radiogalaxy"
+    names = [f"{m}-{a}-lf0.1-s{s}-2a3fedb57cc3" for m in ("cass_plus", "supervised", "vicreg")
+             for a in ("cnn", "vit") for s in (0, 1)]  # fmt: skip
+    for n, name in enumerate(names):
+        cell(root, name, state="failed" if n % 3 else "done", results=not n % 3,
+             error="ValueError: x", overrides=[f"seed={n}"], job=f"{1234567 + n}_{n}")  # fmt: skip
+    monkeypatch.setenv("COLUMNS", "80")
+    main([str(root)])
+    out = capsys.readouterr().out.splitlines()
+    table = [line for line in out if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 80 for line in table), "\n".join(table)
+    for name in names:
+        assert any(name in line for line in table), (name, "\n".join(table))
+    assert str(root) in out[0]  # the title: the path whole, on its own line

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from cass_hpc.fields import check_types
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput
 from cass_hpc.methods.byol import BYOL, BYOLConfig
 from cass_hpc.methods.cass import CASS, CASSConfig, cass_loss
@@ -94,6 +95,7 @@ class MethodEntry:
             )
         if self.config is None:
             return
+        check_types("method.params.", self.config, dict(params))  # `xyz` for a number
         try:
             cfg = self.config(**params)
         except TypeError as err:  # an unknown key

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cass_hpc.data.transforms import paper_augmentation
+from cass_hpc.data.transforms import AUGMENT_SETS, paper_augmentation
 from cass_hpc.methods.base import PretrainMethod, Progress, StepOutput
 
 HEAD_ACTIVATIONS = ("none", "softmax", "sigmoid")
@@ -83,6 +83,14 @@ class CASSConfig:
         if self.anti_collapse not in ANTI_COLLAPSE:
             raise ValueError(
                 f"anti_collapse must be one of {ANTI_COLLAPSE}, got {self.anti_collapse!r}"
+            )
+        if self.augment not in AUGMENT_SETS:
+            raise ValueError(
+                f"method.params.augment must be one of {AUGMENT_SETS}, got {self.augment!r}"
+            )
+        if self.variance_weight < 0:
+            raise ValueError(
+                f"method.params.variance_weight must be >= 0, got {self.variance_weight}"
             )
 
 

@@ -105,6 +105,9 @@ class CASSPlusConfig:
             raise ValueError(f"views must be 1 or 2, got {self.views}")
         if min(self.projector_hidden, self.projector_dim) < 1:
             raise ValueError(f"projector sizes must be >= 1, got {self}")
+        for name in ("invariance", "variance", "covariance"):
+            if (value := getattr(self, name)) < 0:
+                raise ValueError(f"method.params.{name} must be >= 0, got {value}")
 
 
 class CASSPlus(PretrainMethod):

@@ -155,6 +155,22 @@ class DINOConfig:
     momentum_teacher: float = 0.996  # EMA momentum at the start; cosine to 1
     freeze_last_layer_epochs: int = 1
 
+    def __post_init__(self) -> None:
+        for name in ("student_temp", "teacher_temp", "warmup_teacher_temp"):
+            if (value := getattr(self, name)) <= 0:
+                raise ValueError(f"method.params.{name} must be > 0, got {value}")
+        for name in ("center_momentum", "momentum_teacher"):
+            if not 0 <= (value := getattr(self, name)) <= 1:
+                raise ValueError(f"method.params.{name} must be in [0, 1], got {value}")
+        for name in ("local_crops", "warmup_teacher_temp_epochs", "freeze_last_layer_epochs"):
+            if (value := getattr(self, name)) < 0:
+                raise ValueError(f"method.params.{name} must be >= 0, got {value}")
+        if self.local_crop_size is not None and self.local_crop_size < 8:
+            raise ValueError(
+                f"method.params.local_crop_size must be >= 8 pixels or null, "
+                f"got {self.local_crop_size}"
+            )
+
 
 class DINO(PretrainMethod):
     """DINO for one backbone (the arm named ``arm``); the loop optimises only the student."""
