@@ -127,7 +127,7 @@ def test_make_task_radiogalaxy_packs_runs_and_writes_its_page(tmp_path: Path) ->
     repo = Path(__file__).resolve().parents[2]
     tiny = "image_size=32 finetune.max_epochs=1 pretrain.batch_size=16"
     command = ["make", "-s", "task-radiogalaxy", f"RUNS={tmp_path / 'runs'}",
-               f"RADIOGALAXY_DATA={tmp_path / 'rg'}", f"PAGE_DIR={tmp_path / 'page'}",
+               f"RADIOGALAXY_DATA={tmp_path / 'radiogalaxy'}", f"PAGE_DIR={tmp_path / 'page'}",
                "TASK_EPOCHS=1", "TASK_SEEDS=0", "TASK_METHODS=simclr,supervised",
                "TASK_DINO=", "TASK_MAE=", f"TASK_EXTRA={tiny}",
                f"PYTHON={sys.executable}"]  # fmt: skip
