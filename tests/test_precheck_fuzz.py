@@ -134,3 +134,23 @@ def test_item_fuzz_every_bad_value_is_refused_by_the_pre_check_naming_its_key(
 def test_the_probe_itself_accepts_the_defaults(tiny_dataset: Path, method: str) -> None:
     """A control: the same path with a good value raises nothing (the fuzz is not vacuous)."""
     assert _refusal(tiny_dataset, method, "seed", "3") is None
+
+
+def test_a_grid_the_pre_check_refuses_runs_nothing_on_the_local_launcher(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """One of the fuzz's finds through the real local launcher: one line naming the key, exit 2,
+    and the run store holds nothing (no stage folder, no launch record, no sweep folder). The
+    SLURM twin: tests/test_slurm.py (fuzz-method-param; squeue stays empty)."""
+    from tests.conftest import run_module
+
+    runs = tmp_path / "runs"
+    proc = run_module(
+        "cass_hpc.run", "-m", "experiment=demo", f"runs_dir={runs}", f"dataset.path={tiny_dataset}",
+        "method=dino", "seed=0,1", "method.params.student_temp=-1", timeout=300,
+    )  # fmt: skip
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "method.params.student_temp must be > 0, got -1" in errors[0], errors
+    assert "Traceback" not in proc.stderr
+    assert not [p for p in runs.rglob("*") if p.is_file()], sorted(runs.rglob("*"))

@@ -124,6 +124,25 @@ def test_a_refused_single_run_says_why_in_one_line_and_leaves_no_folder(tmp_path
     assert not (runs / "default").exists(), sorted(runs.rglob("*"))  # no Hydra run folder left
 
 
+def test_item9_a_run_its_cell_check_refuses_leaves_no_stage_folder(
+    tiny_dataset: Path, tmp_path: Path
+) -> None:
+    """Issue 27 item 9: a single run refused by the cell's own check (a method param the config
+    reader cannot judge alone) says why in one line and leaves no stage folder, no Hydra folder:
+    the run store is as it was (here: absent)."""
+    runs = tmp_path / "runs"
+    proc = run_module(
+        "cass_hpc.run", f"runs_dir={runs}", f"dataset.path={tiny_dataset}", "method=dino",
+        "method.params.student_temp=-1", *TINY_BUDGET, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "error:" in line]
+    assert errors == [f"{errors[0].split('error:')[0]}error: method.params.student_temp must be "
+                      "> 0, got -1"], errors  # fmt: skip
+    assert "Traceback" not in proc.stderr
+    assert not runs.exists() or not any(runs.rglob("*")), sorted(runs.rglob("*"))
+
+
 @pytest.mark.slow  # two grids side by side: ~1 min
 def test_two_identical_local_grids_started_together_compute_each_stage_once(
     tiny_dataset: Path, tmp_path: Path

@@ -359,8 +359,13 @@ def test_a_stage_that_saves_progress_outlives_max_num_timeout_with_identical_met
             "hydra.launcher.timeout_min=1 leaves no time to save",
             marks=pytest.mark.slow,
         ),  # fmt: skip
+        pytest.param(  # one of the fuzz's finds (tests/test_precheck_fuzz.py), on SLURM
+            ["method=dino", "method.params.student_temp=-1"],
+            "method.params.student_temp must be > 0, got -1",
+            marks=pytest.mark.slow,
+        ),  # fmt: skip
     ],
-    ids=["label-fraction", "data-path", "weights", "time-limit"],
+    ids=["label-fraction", "data-path", "weights", "time-limit", "fuzz-method-param"],
 )
 def test_a_bad_grid_fails_at_submission_with_one_line_and_queues_nothing(
     slurm_env: dict[str, str], tiny_dataset: Path, tmp_path: Path, overrides: list[str],
