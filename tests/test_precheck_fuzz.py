@@ -136,6 +136,7 @@ def test_the_probe_itself_accepts_the_defaults(tiny_dataset: Path, method: str) 
     assert _refusal(tiny_dataset, method, "seed", "3") is None
 
 
+@pytest.mark.slow  # ~7 s; every case runs in-process above
 def test_a_grid_the_pre_check_refuses_runs_nothing_on_the_local_launcher(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:

@@ -87,6 +87,7 @@ def test_demo_multirun_runs_every_cell_and_shares_pretraining(
     assert after == before
 
 
+@pytest.mark.slow  # ~18 s; the default suite's demo grid runs the local launcher
 def test_a_local_grid_runs_pretrainings_first_and_a_failed_one_blocks_only_its_cells(
     tiny_dataset: Path, tmp_path: Path
 ) -> None:
