@@ -393,9 +393,7 @@ def _run(
         "dataset_path": str(Path(spec.dataset_path).expanduser().resolve()),
         "image_size": spec.image_size,
         "backbone_kwargs": dict(spec.arms[spec.arm].kwargs),
-        "init": starting_records(
-            starting_arms(spec)
-        ),  # per arm: init, file, sha256 of the starting weights
+        "init": starting_records(starting_arms(spec)),  # per arm: init, file, starting sha256
         "environment": {k: os.environ.get(k) for k in OFFLINE_ENV},  # the hub was off
         "split_seed": spec.split_seed,  # None: the packed split
         "split_file": None if split_path is None else str(split_path),

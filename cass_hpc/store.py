@@ -83,7 +83,8 @@ def _full(err: BaseException | None) -> OSError | None:
 
 def _no_space(err: OSError, path: Path, size: int | None) -> OSError:
     """``err`` as one line: which filesystem, which file, how much it needs, what to do."""
-    if _full(err) is None:
+    full = _full(err)
+    if full is None:
         return err
     mount = Path(os.path.abspath(path.parent))
     while not os.path.ismount(mount) and mount != mount.parent:
@@ -94,10 +95,10 @@ def _no_space(err: OSError, path: Path, size: int | None) -> OSError:
         free = f"{shutil.disk_usage(mount).free / 2**20:.1f} MB free"
     except OSError:
         free = "free space unknown"
-    quota = "quota exceeded" if _full(err).errno == errno.EDQUOT else "no space left"
+    quota = "quota exceeded" if full.errno == errno.EDQUOT else "no space left"
     needs = f" (needs ~{max(size, 1) / 2**20:.1f} MB)" if size else ""
     return NoSpaceError(
-        _full(err).errno,
+        full.errno,
         f"{quota} on {mount} ({free}) writing {path}{needs}; nothing partial was written and "
         f"what {path.name} held before is kept: free space there or choose another runs_dir, "
         f"then rerun to resume",
